@@ -14,12 +14,14 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-br
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian/Ubuntu: `apt-get install -y chromium`): "
                                                           "the JupyterLab browser check is skipped")
 websocket = pytest.importorskip("websocket", reason="websocket-client (a jupyter_server dependency) is needed to drive Chromium")
+pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install -e \".[dev]\")")
 
 NOTEBOOK_CELLS = [
-    "import torch\nfrom tinygpt.model import GPT, GPTConfig\nfrom tinygpt.tokenizer import get_tokenizer\nfrom tinygpt.widgets import SamplingPanel",
+    "import torch\nfrom tinygpt.model import GPT, GPTConfig\nfrom tinygpt.tokenizer import get_tokenizer\nfrom tinygpt.widgets import SamplingPanel, LookInsidePanel",
     "tok = get_tokenizer()\ntorch.manual_seed(0)\n"
     "model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32, dropout=0.0))",
     "panel = SamplingPanel(model, tok, prompt='Once upon a time')\npanel.max_new_tokens.value = 24\npanel",
+    "look = LookInsidePanel(model, tok, prompt='The cat sat on the mat')\nlook",
 ]
 
 def _free_port():
@@ -109,10 +111,13 @@ def browser(tmp_path):
     finally: _kill(proc)
 
 BUTTONS = "Array.from(document.querySelectorAll('.jupyter-widgets button')).map(b => b.textContent.trim())"
-KERNEL = ("(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-          " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel; return k ? k.status : null })()")
+NOTEBOOK = "Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.sessionContext && w.content && w.content.widgets)"
+KERNEL = f"(() => {{ const w = {NOTEBOOK}; return w ? w.sessionContext.kernelDisplayStatus : null }})()"
+# headless Chromium has no window focus, so JupyterLab has no "current" notebook until we activate it
+RUN_ALL = (f"(() => {{ const w = {NOTEBOOK}; window.jupyterapp.shell.activateById(w.id);"
+           " return window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true) })()")
 
-def test_sampling_panel_renders_and_generates_in_jupyterlab(lab, browser):
+def test_panels_render_and_work_in_jupyterlab(lab, browser):
     base, token, tmp = lab
     dt = browser
     shot = tmp / "jupyterlab.png"
@@ -126,15 +131,20 @@ def test_sampling_panel_renders_and_generates_in_jupyterlab(lab, browser):
     try:
         _wait("JupyterLab to open the notebook", lambda: dt.js("!!(window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell'))"), 180)
         _wait("the kernel to be idle", lambda: dt.js(KERNEL) == "idle", 180)
-        dt.js("window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true)")
-        buttons = _wait("the panel's buttons", lambda: (b := dt.js(BUTTONS)) and {"Generate", "Stop", "Load"} <= set(b) and b, 240)
+        dt.js(RUN_ALL)
+        buttons = _wait("the panels' buttons", lambda: (b := dt.js(BUTTONS)) and {"Generate", "Stop", "Load", "Analyze"} <= set(b) and b, 240)
         n_sliders = dt.js("document.querySelectorAll('.jupyter-widgets.widget-slider').length")
-        options = dt.js("Array.from(document.querySelectorAll('.jupyter-widgets select option')).map(o => o.textContent)")
+        options = dt.js("Array.from(document.querySelectorAll('.jupyter-widgets select option')).map(o => o.textContent.replace(/\u00a0/g, ' '))")
         assert n_sliders >= 4, f"expected 4 sliders, found {n_sliders}" + info()
         assert "bundled default" in options and "local checkpoint folder" in options, options
         assert dt.js("Array.from(document.querySelectorAll('.jupyter-widgets textarea')).some(t => t.value === 'Once upon a time')"), "no prompt box" + info()
         dt.js(f"Array.from(document.querySelectorAll('.jupyter-widgets button')).find(b => b.textContent.trim() === 'Generate').click(); true")
         status = _wait("the story and its speed", lambda: (t := dt.js("document.body.innerText")) and "tokens/s" in t and t, 120)
         assert "Once upon a time" in status
+        dt.js("Array.from(document.querySelectorAll('.jupyter-widgets button')).find(b => b.textContent.trim() === 'Analyze').click(); true")
+        _wait("the look-inside pictures", lambda: dt.js("Array.from(document.querySelectorAll('.jupyter-widgets img'))"
+                                                        ".filter(i => i.naturalWidth > 100).length") >= 2, 120)
+        assert "dense model: no experts" in dt.js("document.body.innerText").replace("\u00a0", " ")
+        info()                                                       # keep a screenshot for a person to look at
     except (TimeoutError, RuntimeError) as e:
         raise AssertionError(f"{e}{info()}") from None

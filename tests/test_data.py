@@ -124,8 +124,9 @@ def test_jsonl_and_parquet_real_files(tmp_path):
     assert tf.tokens.tolist() == _packed(STORIES)
 
 
-def test_hub_offline_message():
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+def test_hub_offline_message(tmp_path):
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path),   # empty caches
+           "HF_DATASETS_CACHE": str(tmp_path / "datasets"), "HF_HUB_CACHE": str(tmp_path / "hub")}
     code = "from tinygpt.data import load_stories; load_stories('hf', 'validation')"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0

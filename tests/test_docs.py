@@ -70,6 +70,26 @@ def test_index_links_every_lesson():
     text = (NBS / "index.ipynb").read_text()
     for n in LESSONS: assert f"]({n}.ipynb)" in text, f"the lesson map of index.ipynb does not link {n}"
 
+def test_docs_only_run_self_contained_cells():
+    """nbdev's docs processing runs every exported cell and every cell holding an import (to render `show_doc`),
+    but no other cell: a cell mixing imports with code that needs earlier non-exported cells fails `nbdev-docs`."""
+    import ast, warnings
+    from nbdev.process import NBProcessor
+    from nbdev.processors import _do_eval, _want_doc, _show_docs
+    bad = []
+    for f in sorted(NBS.rglob("*.ipynb")):
+        if "_proc" in f.parts or ".ipynb_checkpoints" in f.parts: continue
+        cells = NBProcessor(f).nb.cells
+        if not any(_want_doc(c) or (c.cell_type == "code" and _show_docs(c.parsed_() or [])) for c in cells): continue  # nothing runs
+        for i, c in enumerate(cells):
+            if c.cell_type != "code": continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore"); run = _do_eval(c)
+            if not run or c.directives_.keys() & {"export", "exports", "exporti", "exec_doc"}: continue
+            if any(not isinstance(t, (ast.Import, ast.ImportFrom)) for t in c.parsed_()):
+                bad.append(f"{f.relative_to(NBS)} cell {i}: {c.source.strip().splitlines()[0][:60]}")
+    assert not bad, "move imports into cells of their own (nbdev-docs executes import cells):\n" + "\n".join(bad)
+
 # --- nbdev's processing and Quarto -----------------------------------------------------------------------------
 def _copy_project(dst):
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "_proc", "_docs", "*.egg-info")
@@ -105,8 +125,9 @@ def test_proc_nbs_processes_every_lesson(processed):
     w = json.loads((proc / "10_widgets.ipynb").read_text())
     assert "Stored sample" in "".join("".join(c["source"]) for c in w["cells"]), "lesson 10 lost its stored samples"
 
-def test_quarto_renders_the_site(processed):
+def test_quarto_renders_the_site(request):
     if not shutil.which("quarto"): pytest.skip("Quarto is not installed (https://quarto.org): the site is not rendered here")
+    processed = request.getfixturevalue("processed")
     r = subprocess.run(["quarto", "render", str(processed / "_proc"), "--no-execute"], cwd=processed, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     docs = processed / "_docs"

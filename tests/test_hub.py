@@ -100,6 +100,15 @@ def test_course_folder_round_trip(tmp_path, arch):
     back.save_pretrained(tmp_path / "again")
     assert torch.equal(load_checkpoint(tmp_path / "again")(x), m(x))
 
+def test_half_precision_folder_loads_as_float32(tmp_path):
+    "A folder saved in bf16 (smaller files, e.g. `tinygpt export --dtype bf16`) loads into a float32 model, values kept."
+    m = small_model("tinygpt-moe").to(torch.bfloat16)
+    save_pretrained(m, tmp_path / "bf16")
+    assert load_file(tmp_path / "bf16" / "model.safetensors")["blocks.0.mlp.router.weight"].dtype == torch.bfloat16
+    back = load_checkpoint(tmp_path / "bf16")
+    assert back.tok_emb.weight.dtype == torch.float32 and back.lm_head.weight is back.tok_emb.weight
+    assert torch.equal(back.blocks[1].mlp.experts[2].up_proj.weight, m.blocks[1].mlp.experts[2].up_proj.weight.float())
+
 def test_as_hub_shares_parameters():
     m = small_model("tinygpt")
     h = as_hub(m)
@@ -307,6 +316,19 @@ def test_from_pretrained_downloads_and_converts(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "hf_hub_download", lambda repo_id, filename, **kw: str(tmp_path / PUBLISHED_FILES["tinygpt-moe"]))
     err(lambda: from_pretrained(variant="tinygpt"), "holds a tinygpt-moe model, not tinygpt")
     err(lambda: from_pretrained(variant="gpt2"), "variant must be one of")
+
+def test_from_pretrained_hub_errors(monkeypatch):
+    "Hub answers (no repo, no revision, no file, server error) become one clear sentence each."
+    import httpx
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError, HfHubHTTPError
+    resp = httpx.Response(404, request=httpx.Request("GET", "https://huggingface.co/x"))
+    for exc, kind, match in [(RepositoryNotFoundError, CheckpointError, "no model repo 'me/nothing'"),
+                             (RevisionNotFoundError, CheckpointError, "has no such revision"),
+                             (RemoteEntryNotFoundError, CheckpointError, "has no file 'final_model_tiny"),
+                             (HfHubHTTPError, OfflineError, "did not serve")]:
+        def fake(*a, **k): raise exc("boom", response=resp)
+        monkeypatch.setattr(hub, "hf_hub_download", fake)
+        err(lambda: from_pretrained("me/nothing", revision="v9"), match, kind)
 
 def test_load_default(tmp_path, monkeypatch):
     if (hub.DEFAULT_DIR / "model.safetensors").exists():

@@ -79,6 +79,31 @@ def test_routing_matches_the_moe_layers_counts(moe, tok):
         assert torch.bincount(routing[l].flatten(), minlength=4).tolist() == b.mlp.expert_counts.tolist()
     assert probe(_tiny(tok), idx)[2] is None
 
+def test_routing_from_the_router_when_the_layer_keeps_none(moe, tok):
+    "Models whose MoE layer has no `.last_routing`: the router's logits (recorded by a hook) give the same choice."
+    idx = torch.tensor([tok.encode("A big red ball rolled away.")])
+    kept = probe(moe, idx)[2]
+    hooks = [b.mlp.register_forward_hook(lambda m, i, o: setattr(m, "last_routing", None)) for b in moe.blocks]
+    try: recomputed = probe(moe, idx)[2]
+    finally:
+        for h in hooks: h.remove()
+    assert torch.equal(kept.sort(-1).values, recomputed.sort(-1).values)
+
+def test_probe_ignores_forwards_of_other_threads(moe, tok):
+    "A sampling panel may be generating with the same model on another thread while we look inside."
+    stop, idx = threading.Event(), torch.tensor([tok.encode("One day, Sue found a shiny stone.")])
+    def busy():
+        x = torch.tensor([tok.encode("Ben ran")])
+        while not stop.is_set():
+            with torch.no_grad(): moe(x)
+    th = threading.Thread(target=busy); th.start()
+    try:
+        for _ in range(5):
+            _, qkvs, routing = probe(moe, idx)
+            assert len(qkvs) == 2 and all(q.shape == (1, idx.size(1), 96) for q in qkvs)
+            assert routing.shape == (2, idx.size(1), 2)
+    finally: stop.set(); th.join()
+
 def test_look_inside_cuts_long_prompts(dense, tok):
     ins = look_inside(dense, tok, "the cat " * 100, k=2, max_tokens=10)
     assert len(ins.tokens) == 10 and ins.attn.shape[-1] == 10 and len(ins.candidates) == 10
@@ -94,6 +119,16 @@ def test_panel_generate_streams_a_story(dense, tok):
     assert "tokens/s" in panel.status.value and "<b>Once upon a time</b>" in panel.output.value
     assert not panel.generate_button.disabled and panel.stop_button.disabled
     assert panel.generate() == text, "same seed, same story"
+
+def test_output_updates_token_by_token(dense, tok, monkeypatch):
+    stream, _ = _slow_stream(delay=0)
+    monkeypatch.setattr(wg, "_sampler", lambda: stream)
+    panel = SamplingPanel(dense, tok, prompt="Hello")
+    panel.max_new_tokens.value = 6
+    seen = []
+    panel.output.observe(lambda ch: seen.append(ch["new"]), names="value")
+    panel.generate()
+    assert len(seen) >= 7 and all(a in b for a, b in zip(["Hello"] + [" la" * i for i in range(1, 7)], seen)), seen
 
 def test_panel_passes_slider_values_to_stream(dense, tok, monkeypatch):
     stream, calls = _slow_stream(delay=0)
@@ -194,6 +229,16 @@ def test_dashboard_records_and_draws():
     assert dash.image.value != first and "val loss 9.5000" in dash.summary.value and "1,500 tokens/s" in dash.summary.value
     dash.update({"step": 11, "note": "no numbers"})                  # nothing to plot: ignored
     assert [h["step"] for h in dash.history] == [0, 10, 10]
+
+def test_dashboard_as_a_trainer_callback(tok, tmp_path):
+    from tinygpt.training import Trainer
+    dash = TrainingDashboard()
+    data = torch.tensor(tok.encode("The sun was warm and the birds sang. " * 30))
+    res = Trainer(_tiny(tok), data, data, run_dir=tmp_path / "run", callbacks=[dash], max_steps=3, batch_size=2, block_size=16,
+                  eval_every=3, eval_batches=1, progress=False, device="cpu").fit()
+    assert [h["step"] for h in dash.history] == [1, 2, 3] and dash.history[-1]["val_loss"] == pytest.approx(res.val_loss)
+    assert all(h["tokens_per_s"] > 0 for h in dash.history) and "of 3" in dash.summary.value and "done" in dash.summary.value
+    assert dash.image.value[:4] == b"\x89PNG"
 
 def test_committed_notebook_has_no_widget_state():
     nb = json.loads((ROOT / "nbs" / "10_widgets.ipynb").read_text())

@@ -10,8 +10,9 @@ __all__ = ['ARCHS', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'PREFIXES', 'PUB
            'write_model_card', 'as_hub', 'save_pretrained', 'course_key', 'to_course_names', 'detect_arch',
            'infer_config', 'load_checkpoint', 'from_pretrained', 'load_default']
 
-# %% ../nbs/09_hub.ipynb #8579d71a
+# %% ../nbs/09_hub.ipynb #f7e6c99c
 import os, re, json, pickle, shutil, tempfile, warnings, dataclasses
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from safetensors import SafetensorError
@@ -22,7 +23,7 @@ from huggingface_hub.errors import (LocalEntryNotFoundError, OfflineModeIsEnable
 import tinygpt
 from .model import GPT, GPTConfig, PRESETS
 
-# %% ../nbs/09_hub.ipynb #b0b060c2
+# %% ../nbs/09_hub.ipynb #93c0f4ac
 class CheckpointError(ValueError):
     "A file or folder that can't be loaded as a tinygpt model; the message says why."
 
@@ -37,7 +38,7 @@ def _names(keys, n=6):
     keys = sorted(keys)
     return ", ".join(keys[:n]) + (f" ... and {len(keys) - n} more" if len(keys) > n else "")
 
-# %% ../nbs/09_hub.ipynb #676589ec
+# %% ../nbs/09_hub.ipynb #3143a113
 def tie_embeddings(sd):
     "Give `sd` both `tok_emb.weight` and `lm_head.weight` (tied: the same matrix); error if they differ."
     a, b = sd.get("tok_emb.weight"), sd.get("lm_head.weight")
@@ -48,7 +49,7 @@ def tie_embeddings(sd):
                               "this checkpoint comes from an untied model and can't be loaded faithfully")
     return sd
 
-# %% ../nbs/09_hub.ipynb #89ea7389
+# %% ../nbs/09_hub.ipynb #c9efff12
 def load_weights(model, sd):
     "Copy state dict `sd` into `model`, strictly: no key missing, none extra, every shape equal."
     sd, want = tie_embeddings(dict(sd)), model.state_dict()
@@ -61,7 +62,7 @@ def load_weights(model, sd):
     model.load_state_dict(sd, strict=True)
     return model
 
-# %% ../nbs/09_hub.ipynb #fca460fa
+# %% ../nbs/09_hub.ipynb #a266bc67
 class HubGPT(GPT, PyTorchModelHubMixin, library_name="tinygpt", license="apache-2.0", pipeline_tag="text-generation",
              tags=["tinygpt", "tinystories"], repo_url="https://github.com/tinygpt-course/tinygpt"):
     "A `GPT` with `save_pretrained`, `push_to_hub` and `from_pretrained` (the course folder format)."
@@ -80,7 +81,7 @@ class HubGPT(GPT, PyTorchModelHubMixin, library_name="tinygpt", license="apache-
                                               force_download=force_download, local_files_only=local_files_only)).parent
         return load_checkpoint(folder).to(map_location)
 
-# %% ../nbs/09_hub.ipynb #da5fb4c9
+# %% ../nbs/09_hub.ipynb #5ca2c502
 def _arch(cfg): return "tinygpt-moe" if cfg.n_experts else "tinygpt"
 
 def model_card_text(config=None, *, title="A tinygpt model", data=None, steps=None, held_out_loss=None,
@@ -118,7 +119,7 @@ def write_model_card(folder, **facts):
     _write_text(folder / CARD_NAME, model_card_text(cfg, **facts))
     return folder / CARD_NAME
 
-# %% ../nbs/09_hub.ipynb #62813eb6
+# %% ../nbs/09_hub.ipynb #3c728ed4
 def as_hub(model):
     "`model` (a course GPT, maybe compiled) as a `HubGPT` sharing its parameters, so the mixin's methods apply."
     model = getattr(model, "_orig_mod", model)                 # torch.compile wrapper
@@ -144,7 +145,7 @@ def save_pretrained(model, folder, model_card=None):
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
-# %% ../nbs/09_hub.ipynb #0c491ae9
+# %% ../nbs/09_hub.ipynb #bd243911
 def _fail(msg): raise CheckpointError(msg) from None
 
 def _first_byte(path):
@@ -182,7 +183,7 @@ def _read_config(path):
     names = {f.name for f in dataclasses.fields(GPTConfig)}
     return GPTConfig(**{k: v for k, v in d.items() if k in names})
 
-# %% ../nbs/09_hub.ipynb #4b6818a3
+# %% ../nbs/09_hub.ipynb #f83e32d4
 PREFIXES = ("_orig_mod.", "module.")
 _SWIGLU = re.compile(r"((?:^|\.)experts\.\d+)\.swiglu(?=\.)")
 PUBLISHED_NAMES = [  # (regex on a published key, course replacement)
@@ -207,7 +208,7 @@ def to_course_names(sd):
         out[new], src[new] = v, k
     return out
 
-# %% ../nbs/09_hub.ipynb #0cbc3ef1
+# %% ../nbs/09_hub.ipynb #3052ddff
 def detect_arch(sd):
     "'tinygpt-moe' or 'tinygpt' from the (course-named) keys of `sd`."
     if any(".mlp.router." in k or ".mlp.experts." in k for k in sd): return "tinygpt-moe"
@@ -226,7 +227,7 @@ def infer_config(sd, arch):
     if cfg.n_embd % cfg.n_head: _fail(f"width {cfg.n_embd} is not a multiple of the {cfg.n_head} heads of {arch}")
     return cfg
 
-# %% ../nbs/09_hub.ipynb #2425af9f
+# %% ../nbs/09_hub.ipynb #ac40ed1b
 def _unpack(obj, path):
     "(config or None, state dict) from what torch.load returned."
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):                       # course training checkpoint
@@ -267,26 +268,23 @@ def load_checkpoint(path, arch=None):
         _fail(f"{path} holds a {found} model, not {arch}: call load_checkpoint(path, arch={found!r}) or leave arch out")
     return load_weights(HubGPT(cfg or infer_config(sd, found)), sd).eval()
 
-# %% ../nbs/09_hub.ipynb #37e7168e
+# %% ../nbs/09_hub.ipynb #d685f4f8
 PUBLISHED_FILES = {"tinygpt": "final_model_tiny_stories_tiktoken_best22042025_1_weights.pt",
                    "tinygpt-moe": "final_model_moe_storyteller_tiktoken_19072025.pt"}
 
-class _hub_errors:
-    "Context manager turning huggingface_hub download errors into OfflineError / CheckpointError."
-    def __init__(self, repo_id, filename): self.repo_id, self.filename = repo_id, filename
-    def __enter__(self): return self
-    def __exit__(self, typ, e, tb):
-        if e is None: return False
-        r, f = self.repo_id, self.filename
-        if isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-            raise OfflineError(f"can't download {f} from {r}: the Hugging Face Hub is unreachable (no network, or "
-                               f"HF_HUB_OFFLINE=1) and the file is not in the local cache. On a connected machine run "
-                               f"`hf download {r} {f}`, copy the file here and call tinygpt.hub.load_checkpoint(path).") from None
-        if isinstance(e, RepositoryNotFoundError): _fail(f"no model repo {r!r} on the Hub (or it is private: `hf auth login`)")
-        if isinstance(e, RevisionNotFoundError): _fail(f"{r} has no such revision ({e})")
-        if isinstance(e, EntryNotFoundError): _fail(f"{r} has no file {f!r} at that revision")
-        if isinstance(e, HfHubHTTPError): raise OfflineError(f"the Hub refused to serve {f} from {r}: {e}") from None
-        return False
+@contextmanager
+def _hub_errors(repo_id, filename):
+    "Turn huggingface_hub's download errors into an OfflineError / CheckpointError that says what to do."
+    try: yield
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):          # no network or HF_HUB_OFFLINE=1, and not cached
+        raise OfflineError(f"can't download {filename} from {repo_id}: the Hugging Face Hub is unreachable (no network, "
+                           f"or HF_HUB_OFFLINE=1) and the file is not in the local cache. On a connected machine run "
+                           f"`hf download {repo_id} {filename}`, copy the file here and call "
+                           "tinygpt.hub.load_checkpoint(path).") from None
+    except RepositoryNotFoundError: _fail(f"no model repo {repo_id!r} on the Hub (or it is private or gated: `hf auth login`)")
+    except RevisionNotFoundError as e: _fail(f"{repo_id} has no such revision ({str(e).splitlines()[0]})")
+    except EntryNotFoundError: _fail(f"{repo_id} has no file {filename!r} at that revision")
+    except HfHubHTTPError as e: raise OfflineError(f"the Hub did not serve {filename} from {repo_id}: {e}") from None
 
 def from_pretrained(repo_id="NotShrirang/tinygpt", variant="tinygpt", revision=None, cache_dir=None):
     "Download (cached) a published TinyGPT `variant` and return it as a course model; variant=None: a course-format repo."
@@ -297,7 +295,7 @@ def from_pretrained(repo_id="NotShrirang/tinygpt", variant="tinygpt", revision=N
         path = hf_hub_download(repo_id, PUBLISHED_FILES[variant], revision=revision, cache_dir=cache_dir)
     return load_checkpoint(path, arch=variant)
 
-# %% ../nbs/09_hub.ipynb #2f65c9e3
+# %% ../nbs/09_hub.ipynb #163abaec
 DEFAULT_DIR = Path(tinygpt.__file__).parent / "assets" / "default"
 
 def load_default():

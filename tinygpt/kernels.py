@@ -8,14 +8,14 @@ Docs: https://tinygpt-course.github.io/tinygpt/kernels.html.md"""
 __all__ = ['KernelBackend', 'kernel_backend', 'swiglu', 'ChunkedLinearCrossEntropy', 'chunked_linear_cross_entropy',
            'fused_linear_cross_entropy']
 
-# %% ../nbs/07_kernels.ipynb #5f2dbdd1
+# %% ../nbs/07_kernels.ipynb #7099599e
 import os, sys, warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import torch, torch.nn.functional as F
 
-# %% ../nbs/07_kernels.ipynb #bb87ada8
+# %% ../nbs/07_kernels.ipynb #1e658620
 @lru_cache(maxsize=None)
 def _liger():
     "Import liger-kernel's fused SwiGLU and fused linear cross-entropy once; `.error` says why not."
@@ -26,7 +26,7 @@ def _liger():
         return SimpleNamespace(silu_mul=None, flce=None, error=f"{type(e).__name__}: {e}".strip())
     return SimpleNamespace(silu_mul=LigerSiLUMulFunction, flce=LigerFusedLinearCrossEntropyLoss, error=None)
 
-# %% ../nbs/07_kernels.ipynb #f25ef077
+# %% ../nbs/07_kernels.ipynb #a6aaf34d
 @dataclass(frozen=True)
 class KernelBackend:
     "Which kernels run (`name` is 'liger' or 'torch') and why."
@@ -35,7 +35,7 @@ class KernelBackend:
     def __repr__(self): return f"KernelBackend({self.name}: {self.reason})"
     def __bool__(self): return self.name == "liger"  # truthy when the fused kernels are used
 
-# %% ../nbs/07_kernels.ipynb #b546b9dc
+# %% ../nbs/07_kernels.ipynb #84c25422
 def kernel_backend(device=None) -> KernelBackend:
     "The kernel path for tensors on `device` (default: 'cuda' when available, else 'cpu'), with the reason."
     if device is None: device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,7 +52,7 @@ def kernel_backend(device=None) -> KernelBackend:
     if lib.error: return KernelBackend("torch", f"liger-kernel not usable ({lib.error})")
     return KernelBackend("liger", "Linux + CUDA + liger-kernel: fused Triton kernels")
 
-# %% ../nbs/07_kernels.ipynb #7013925a
+# %% ../nbs/07_kernels.ipynb #10859197
 _LIGER_BROKEN = set()  # device types where a liger kernel raised; we stop trying there
 
 def _use_liger(t: torch.Tensor) -> bool:
@@ -68,7 +68,7 @@ def _liger_failed(t, e):
     _LIGER_BROKEN.add(t.device.type)
     warnings.warn(f"liger-kernel failed on {t.device} ({type(e).__name__}: {e}); using the PyTorch fallback")
 
-# %% ../nbs/07_kernels.ipynb #4964fe4c
+# %% ../nbs/07_kernels.ipynb #205a8057
 def swiglu(gate, up):
     "`silu(gate) * up`: liger's fused kernel on CUDA when available, PyTorch otherwise."
     if _use_liger(gate):
@@ -76,7 +76,7 @@ def swiglu(gate, up):
         except Exception as e: _liger_failed(gate, e)
     return F.silu(gate) * up
 
-# %% ../nbs/07_kernels.ipynb #58d65a54
+# %% ../nbs/07_kernels.ipynb #5860bb49
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
     "Mean cross-entropy of `hidden @ weight.T` computed `chunk_size` rows at a time, gradients in the forward."
     @staticmethod
@@ -116,7 +116,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         gw = grad_w.mul_(grad_out).to(ctx.w_dtype) if grad_w is not None else None
         return gh, gw, None, None, None
 
-# %% ../nbs/07_kernels.ipynb #412013c1
+# %% ../nbs/07_kernels.ipynb #ebfc5351
 def _check_flce(hidden, weight, target):
     "Flatten (B, T, C) / (B, T) inputs to (N, C) / (N,) and check that the shapes fit."
     if hidden.dim() < 2: raise ValueError(f"hidden must be (N, C) or (B, T, C), got shape {tuple(hidden.shape)}")
@@ -133,7 +133,7 @@ def chunked_linear_cross_entropy(hidden, weight, target, ignore_index=-100, chun
     hidden, target = _check_flce(hidden, weight, target)
     return ChunkedLinearCrossEntropy.apply(hidden, weight, target, ignore_index, chunk_size)
 
-# %% ../nbs/07_kernels.ipynb #73159e27
+# %% ../nbs/07_kernels.ipynb #a668dba3
 def fused_linear_cross_entropy(hidden, weight, target, ignore_index=-100, chunk_size=256):
     "Mean cross-entropy of `hidden @ weight.T` against `target` without materialising all the logits."
     hidden, target = _check_flce(hidden, weight, target)

@@ -9,7 +9,7 @@ __all__ = ['PUBLISHED', 'DEFAULT_CHOICE', 'FOLDER_CHOICE', 'top_candidates', 'pr
            'expert_histogram', 'Insight', 'look_inside', 'plot_candidates', 'plot_attention', 'plot_routing', 'fig_png',
            'hub_reachable', 'load_choice', 'SamplingPanel', 'LookInsidePanel', 'plot_history', 'TrainingDashboard']
 
-# %% ../nbs/10_widgets.ipynb #1270a97f
+# %% ../nbs/10_widgets.ipynb #e229f799
 import html, io, math, os, socket, threading, time
 from dataclasses import dataclass
 import torch, torch.nn.functional as F
@@ -17,7 +17,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 from .tokenizer import get_tokenizer
 
-# %% ../nbs/10_widgets.ipynb #a90cdfba
+# %% ../nbs/10_widgets.ipynb #048eb2fc
 def top_candidates(logits, tokenizer, k=5):
     "The `k` most likely next tokens for `logits` (V,), as (token_text, probability), most likely first."
     if logits.dim() != 1: raise ValueError(f"logits must be one vector (V,), got shape {tuple(logits.shape)}")
@@ -27,18 +27,22 @@ def top_candidates(logits, tokenizer, k=5):
     p, ids = real.topk(min(k, real.numel()))
     return [(tokenizer.decode([i]), v) for i, v in zip(ids.tolist(), p.tolist())]
 
-# %% ../nbs/10_widgets.ipynb #cde112c8
+# %% ../nbs/10_widgets.ipynb #a4ca8091
 def _moe_layers(model):
     "The MoE feed-forward modules of `model` (empty for a dense model)."
     return [b.mlp for b in model.blocks if hasattr(b.mlp, 'router')]
 
 @torch.no_grad()
 def probe(model, idx):
-    "One eval-mode forward of `idx` (1, T) that also records every block's qkv and every MoE router's choices."
+    "One eval-mode forward of `idx` (1, T) recording every block's qkv and every MoE layer's expert choices (`.last_routing`)."
     if idx.dim() == 1: idx = idx[None]
-    qkvs, routers = [], []
-    hooks = [b.attn.qkv.register_forward_hook(lambda m, i, o: qkvs.append(o)) for b in model.blocks]
-    hooks += [m.router.register_forward_hook(lambda m, i, o: routers.append(o)) for m in _moe_layers(model)]
+    qkvs, routers, kept, me = [], [], [], threading.get_ident()
+    def keep(store, what=lambda m, o: o):
+        "A hook recording `what(module, output)` for this thread's forward only (a sampling panel may share the model)."
+        return lambda m, i, o: store.append(what(m, o)) if threading.get_ident() == me else None
+    hooks = [b.attn.qkv.register_forward_hook(keep(qkvs)) for b in model.blocks]
+    for m in _moe_layers(model):                                            # the router's logits, and the layer's own .last_routing
+        hooks += [m.router.register_forward_hook(keep(routers)), m.register_forward_hook(keep(kept, lambda m, o: getattr(m, 'last_routing', None)))]
     was_training = model.training
     try: model.eval(); logits = model(idx)                                  # (1, T, V)
     finally:
@@ -47,9 +51,8 @@ def probe(model, idx):
     routing = None
     if routers:
         k = model.config.top_k_experts
-        from_router = [r.view(-1, r.size(-1)).topk(k, dim=-1).indices for r in routers]   # n_layer x (T, k)
-        last = [getattr(m, 'last_routing', None) for m in _moe_layers(model)]
-        routing = torch.stack([l.reshape(-1, k) if torch.is_tensor(l) else r for l, r in zip(last, from_router)])
+        from_router = [r.reshape(-1, r.size(-1)).topk(k, dim=-1).indices for r in routers]   # n_layer x (T, k)
+        routing = torch.stack([l.reshape(-1, k) if torch.is_tensor(l) and l.numel() == r.numel() else r for l, r in zip(kept, from_router)])
     return logits[0], qkvs, routing                                         # (T, V), list of (1, T, 3C), (n_layer, T, k)
 
 def attention_from_qkv(qkv, n_head):
@@ -67,7 +70,7 @@ def attention_maps(model, idx):
     _, qkvs, _ = probe(model, idx)
     return torch.stack([attention_from_qkv(o, model.config.n_head) for o in qkvs])
 
-# %% ../nbs/10_widgets.ipynb #557d795e
+# %% ../nbs/10_widgets.ipynb #c8c605e7
 def expert_histogram(expert_ids, n_experts):
     "Fraction of the routing choices in `expert_ids` (any shape) that went to each of the `n_experts` experts."
     ids = torch.as_tensor(expert_ids).flatten().long()
@@ -75,7 +78,7 @@ def expert_histogram(expert_ids, n_experts):
     if ids.min() < 0 or ids.max() >= n_experts: raise ValueError(f"expert ids must be in [0, {n_experts}), got {ids.min().item()}..{ids.max().item()}")
     return (torch.bincount(ids, minlength=n_experts).float() / ids.numel()).tolist()
 
-# %% ../nbs/10_widgets.ipynb #ae1c6fbd
+# %% ../nbs/10_widgets.ipynb #7400c755
 @dataclass
 class Insight:
     "What `look_inside` found for one prompt."
@@ -96,7 +99,7 @@ def look_inside(model, tokenizer, prompt, k=5, max_tokens=48):
     return Insight([tokenizer.decode([i]) for i in ids], [top_candidates(l, tokenizer, k) for l in logits],
                    attn, None if routing is None else routing.cpu(), model.config.n_experts)
 
-# %% ../nbs/10_widgets.ipynb #c277abc8
+# %% ../nbs/10_widgets.ipynb #1c509c19
 def _short(t, n=10):
     "A token as a readable label: visible spaces and newlines, cut to `n` characters."
     t = t.replace('\n', '\\n').replace(' ', '\u2423')
@@ -108,7 +111,7 @@ def plot_candidates(ins):
     fig = Figure(figsize=(1.6 + 1.5 * k, 0.9 + 0.38 * T), layout='constrained')
     ax = fig.add_subplot()
     probs = torch.tensor([[p for _, p in row] for row in ins.candidates])    # (T, k)
-    ax.imshow(probs, cmap='Blues', vmin=0, vmax=1, aspect='auto')
+    ax.imshow(probs.numpy(), cmap='Blues', vmin=0, vmax=1, aspect='auto')
     for t, row in enumerate(ins.candidates):
         for j, (text, p) in enumerate(row):
             ax.text(j, t, f"{_short(text)}\n{p:.2f}", ha='center', va='center', fontsize=7, color='white' if p > 0.6 else 'black')
@@ -131,7 +134,7 @@ def plot_attention(ins, layer=None, head=None):
     for r, l in enumerate(layers):
         for c, h in enumerate(heads):
             ax = axs[r][c]
-            ax.imshow(ins.attn[l, h], cmap='viridis', vmin=0, vmax=1)
+            ax.imshow(ins.attn[l, h].numpy(), cmap='viridis', vmin=0, vmax=1)
             ax.set_title(f"layer {l} head {h}", fontsize=7)
             if big: ax.set_xticks(range(T), [_short(t) for t in ins.tokens], rotation=90, fontsize=7); ax.set_yticks(range(T), [_short(t) for t in ins.tokens], fontsize=7)
             else: ax.set_xticks([]); ax.set_yticks([])
@@ -143,7 +146,7 @@ def plot_routing(ins):
     L, T, k = ins.routing.shape
     fig = Figure(figsize=(1.5 + 0.55 * T, 1.0 + 0.45 * L), layout='constrained')
     ax = fig.add_subplot()
-    im = ax.imshow(ins.routing[..., 0], cmap='tab10', vmin=0, vmax=9, aspect='auto')
+    ax.imshow(ins.routing[..., 0].numpy(), cmap='tab10', vmin=0, vmax=9, aspect='auto')
     for l in range(L):
         for t in range(T): ax.text(t, l, ",".join(str(e) for e in ins.routing[l, t].tolist()), ha='center', va='center', fontsize=7)
     ax.set_xticks(range(T), [_short(t) for t in ins.tokens], rotation=90, fontsize=7)
@@ -155,7 +158,7 @@ def fig_png(fig):
     "PNG bytes of a figure (what an `ipywidgets.Image` shows)."
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); return buf.getvalue()
 
-# %% ../nbs/10_widgets.ipynb #969c58d0
+# %% ../nbs/10_widgets.ipynb #12e8134d
 PUBLISHED = {"TinyGPT (Hub)": "tinygpt", "TinyGPT-MoE (Hub)": "tinygpt-moe"}
 DEFAULT_CHOICE, FOLDER_CHOICE = "bundled default", "local checkpoint folder"
 
@@ -177,7 +180,7 @@ def load_choice(choice, folder=""):
     if choice == FOLDER_CHOICE: return hub.load_checkpoint(os.path.expanduser(str(folder).strip()))
     return hub.from_pretrained(variant=PUBLISHED[choice])
 
-# %% ../nbs/10_widgets.ipynb #3749f908
+# %% ../nbs/10_widgets.ipynb #59636e7f
 def _sampler():
     "Lesson 05's token streamer (imported late so this module loads even while lesson 05 is being edited)."
     from tinygpt.generate import stream
@@ -210,7 +213,7 @@ class SamplingPanel(W.VBox):
         super().__init__([W.HBox([self.picker, self.folder, self.load_button]), self.model_info, self.prompt,
                           W.HBox([W.VBox([self.temperature, self.top_k]), W.VBox([self.top_p, self.max_new_tokens])]),
                           W.HBox([self.seed, self.generate_button, self.stop_button]), self.output, self.status])
-        if model is not None: self.set_model(model, "your model")
+        if model is not None: self.set_model(model, "your model"); self.picker.value = None   # none of the choices
         else: self.load()
 
     def set_model(self, model, name):
@@ -224,6 +227,7 @@ class SamplingPanel(W.VBox):
         "Load the model the picker (or `choice`/`folder`) names; on failure keep the old model and say why."
         choice = self.picker.value if choice is None else choice
         folder = self.folder.value if folder is None else folder
+        if choice is None: self.model_info.value = "pick a model first"; return False
         self.model_info.value = f"loading {html.escape(choice)}\u2026"
         try: model = load_choice(choice, folder)
         except Exception as e:
@@ -284,7 +288,7 @@ class SamplingPanel(W.VBox):
             if raise_errors: raise
         finally: self.generate_button.disabled, self.stop_button.disabled = False, True
 
-# %% ../nbs/10_widgets.ipynb #46d7571a
+# %% ../nbs/10_widgets.ipynb #ee5af465
 class LookInsidePanel(W.VBox):
     "For a prompt: next-token candidates per token, attention maps per layer/head, and MoE routing, as figures."
     def __init__(self, model=None, tokenizer=None, prompt="Once upon a time, a little dog"):
@@ -328,7 +332,7 @@ class LookInsidePanel(W.VBox):
         "Redraw the attention picture for the chosen layer and head."
         if self.insight is not None: self.attention_image.value = fig_png(plot_attention(self.insight, self.layer.value, self.head.value))
 
-# %% ../nbs/10_widgets.ipynb #55172cd9
+# %% ../nbs/10_widgets.ipynb #13c41502
 _KEYS = dict(step=("step", "iter", "it"), loss=("loss", "train_loss"), val_loss=("val_loss", "eval_loss"),
              tokens_per_s=("tokens_per_sec", "tokens_per_s", "tok_per_s", "tps"), lr=("lr", "learning_rate"))
 

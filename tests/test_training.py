@@ -1,0 +1,177 @@
+"Lesson 08 (tinygpt.training): exact resume, atomic checkpoints, schedule, errors, and DDP with 2 gloo processes."
+import json, math, os, signal, subprocess, sys
+from pathlib import Path
+from unittest import mock
+import numpy as np, pytest, torch
+from tinygpt.model import GPT, GPTConfig
+from tinygpt.training import (TrainConfig, Trainer, train, lr_at, decay_groups, save_checkpoint, read_checkpoint,
+                              estimate_loss, LMLoss)
+
+CFG = GPTConfig(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
+KW = dict(max_steps=20, batch_size=4, block_size=16, lr=3e-3, warmup_steps=3, dtype="fp32", seed=3, progress=False)
+
+@pytest.fixture(scope="module")
+def tokens():
+    return np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return [k for k in sa if not torch.equal(sa[k], sb[k])]
+
+def test_lr_schedule():
+    assert lr_at(0, 1.0, 4, 20) == pytest.approx(0.25)
+    assert lr_at(3, 1.0, 4, 20) == pytest.approx(1.0)
+    assert lr_at(20, 1.0, 4, 20, 0.1) == pytest.approx(0.1)
+    lrs = [lr_at(s, 1.0, 4, 20, 0.1) for s in range(4, 21)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))          # monotone decay after warmup
+
+def test_decay_groups_only_matrices():
+    m = GPT(CFG)
+    g = decay_groups(m, 0.1)
+    assert g[0]["weight_decay"] == 0.1 and g[1]["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in g[0]["params"]) and all(p.dim() < 2 for p in g[1]["params"])
+    assert sum(p.numel() for gr in g for p in gr["params"]) == m.n_params()   # tied weight counted once
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_resume_is_exact(tmp_path, tokens, grad_accum):
+    straight = train(CFG, tokens, tokens, tmp_path / "a", grad_accum=grad_accum, eval_every=5, eval_batches=2, **KW)
+    half = train(CFG, tokens, tokens, tmp_path / "b", grad_accum=grad_accum, stop_at=10, eval_every=5, eval_batches=2, **KW)
+    assert half.step == 10 and read_checkpoint(tmp_path / "b")["step"] == 10
+    resumed = train(CFG, tokens, tokens, tmp_path / "b", grad_accum=grad_accum, resume=True, eval_every=5, eval_batches=2, **KW)
+    assert resumed.step == 20
+    assert _same_weights(straight.model, resumed.model) == []
+    assert resumed.loss == straight.loss and resumed.val_loss == straight.val_loss
+    rows = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    assert all({"step", "loss", "lr", "tokens_per_sec"} <= r.keys() for r in rows)
+    assert [r["step"] for r in rows if "val_loss" in r] == [5, 10, 15, 20]
+    a_rows = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in a_rows] == [r["loss"] for r in rows]
+
+def test_different_seed_differs(tmp_path, tokens):
+    "Guard against a vacuous exactness test: a different seed must give different weights."
+    a = train(CFG, tokens, None, tmp_path / "a", **{**KW, "max_steps": 3})
+    b = train(CFG, tokens, None, tmp_path / "b", **{**KW, "max_steps": 3, "seed": 4})
+    assert _same_weights(a.model, b.model) != []
+
+def test_checkpoint_contents_load_weights_only(tmp_path, tokens):
+    r = train(CFG, tokens, None, tmp_path, **{**KW, "max_steps": 2})
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert {"model", "config", "optimizer", "step", "schedule", "rng", "data"} <= ck.keys()
+    assert ck["step"] == 2 and GPTConfig(**ck["config"]) == CFG
+    assert "tok_emb.weight" in ck["model"] and "blocks.0.attn.qkv.weight" in ck["model"]
+    assert isinstance(ck["rng"][0]["batch"], torch.Tensor) and isinstance(ck["rng"][0]["torch"], torch.Tensor)
+    assert json.loads((tmp_path / "config.json").read_text())["model"] == CFG.to_dict()
+
+def test_crash_mid_write_keeps_last_good_checkpoint(tmp_path, tokens):
+    train(CFG, tokens, None, tmp_path, **{**KW, "max_steps": 4, "stop_at": 2})
+    good = read_checkpoint(tmp_path)
+    real_save = torch.save
+    def dying_save(obj, f, *a, **k):
+        real_save({"partial": torch.zeros(10)}, f)            # some bytes hit the disk ...
+        raise KeyboardInterrupt("killed mid-write")          # ... then Ctrl-C
+    with mock.patch.object(torch, "save", dying_save), pytest.raises(KeyboardInterrupt):
+        train(CFG, tokens, None, tmp_path, resume=True, **{**KW, "max_steps": 4})
+    ck = read_checkpoint(tmp_path)
+    assert ck["step"] == 2 and _same_weights_sd(ck["model"], good["model"])
+    assert sorted(p.name for p in tmp_path.iterdir() if "checkpoint" in p.name) == ["checkpoint.pt"]   # no temp left
+
+def _same_weights_sd(a, b): return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+def test_save_checkpoint_is_atomic_with_os_error(tmp_path):
+    p = save_checkpoint({"model": {}, "config": {}, "step": 1}, tmp_path / "checkpoint.pt")
+    with mock.patch.object(torch, "save", side_effect=OSError("disk full")), pytest.raises(OSError):
+        save_checkpoint({"model": {}, "config": {}, "step": 2}, p)
+    assert read_checkpoint(tmp_path)["step"] == 1
+
+def test_errors(tmp_path, tokens):
+    with pytest.raises(ValueError, match="unknown preset"): train("nope", tokens, out_dir=tmp_path, **KW)
+    with pytest.raises(ValueError, match="train data has 0 tokens"): train(CFG, np.array([], dtype=np.uint16), out_dir=tmp_path, **KW)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"): train(CFG, tokens, out_dir=tmp_path / "none", resume=True, **KW)
+    (tmp_path / "bad").mkdir(); (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"): train(CFG, tokens, out_dir=tmp_path / "bad", resume=True, **KW)
+    with pytest.raises(ValueError, match="stop_at"): TrainConfig(max_steps=5, stop_at=6)
+    with pytest.raises(ValueError, match="dtype"): train(CFG, tokens, out_dir=tmp_path, **{**KW, "dtype": "fp8"})
+    with pytest.raises(ValueError, match="block_size"): train(CFG, tokens, out_dir=tmp_path, **{**KW, "block_size": 64})
+
+def test_callbacks_and_estimate_loss(tmp_path, tokens):
+    seen, ends = [], []
+    class CB:
+        def on_step(self, m): seen.append(m)
+        def on_end(self, r): ends.append(r)
+    fn_seen = []
+    r = train(CFG, tokens, tokens, tmp_path, callbacks=[CB(), fn_seen.append], eval_batches=2, **{**KW, "max_steps": 3})
+    assert [m["step"] for m in seen] == [1, 2, 3] == [m["step"] for m in fn_seen]
+    assert "val_loss" in seen[-1] and seen[-1]["max_steps"] == 3 and ends[0] is r
+    m = GPT(CFG)
+    assert estimate_loss(m, tokens, 2, 16, 3) == estimate_loss(m, tokens, 2, 16, 3)
+    assert abs(estimate_loss(m, tokens, 2, 16, 3) - math.log(256)) < 0.5
+
+def test_loss_wrapper_matches_model(tokens):
+    m = GPT(CFG).eval()
+    x = torch.as_tensor(tokens[:32].astype(np.int64)).view(2, 16); y = torch.as_tensor(tokens[1:33].astype(np.int64)).view(2, 16)
+    ref = m(x, y)[1]
+    torch.testing.assert_close(LMLoss(m, fused_ce=False)(x, y), ref)
+    torch.testing.assert_close(LMLoss(m, fused_ce=True)(x, y), ref, atol=1e-4, rtol=1e-4)
+
+def test_moe_aux_loss_is_in_the_training_loss(tmp_path, tokens):
+    m = GPT(CFG).eval()
+    x = torch.as_tensor(tokens[:32].astype(np.int64)).view(2, 16); y = torch.as_tensor(tokens[1:33].astype(np.int64)).view(2, 16)
+    base = LMLoss(m, fused_ce=False)(x, y)
+    with mock.patch.object(m, "aux_loss", lambda: torch.tensor(1.5)):
+        torch.testing.assert_close(LMLoss(m, fused_ce=False)(x, y), base + 1.5)
+        torch.testing.assert_close(LMLoss(m, fused_ce=True)(x, y), base + 1.5, atol=1e-4, rtol=1e-4)
+    moe = GPTConfig(vocab_size=256, block_size=32, n_layer=1, n_head=2, n_embd=32, n_experts=2, top_k_experts=1, expert_hidden=32)
+    r = train(moe, tokens, None, tmp_path, **{**KW, "max_steps": 2})
+    assert r.step == 2 and math.isfinite(r.loss)
+
+DDP_SCRIPT = '''
+import sys, numpy as np, torch, torch.distributed as dist
+from tinygpt.model import GPTConfig
+from tinygpt.training import train
+out, extra = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
+cfg = GPTConfig(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
+tokens = np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
+kw = dict(max_steps=4, batch_size=4, block_size=16, grad_accum=2, lr=3e-3, dtype="fp32", seed=3, progress=False, device="cpu")
+if "stop_at" in extra: kw["stop_at"] = int(extra["stop_at"])
+r = train(cfg, tokens, tokens, out, resume=extra.get("resume") == "1", eval_batches=2, **kw)
+flat = torch.cat([p.detach().flatten() for p in r.model.parameters()])
+rank = int(__import__("os").environ["RANK"])
+torch.save(flat, f"{out}/weights-rank{rank}.pt")
+'''
+
+def _torchrun(script, out, *args, timeout=300):
+    "Run `script` under torchrun with 2 CPU processes; on a timeout kill the whole process group (no orphans)."
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out), *args]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try: log, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL); p.communicate()
+        pytest.fail(f"torchrun timed out after {timeout} s")
+    assert p.returncode == 0, log[-4000:]
+
+def test_ddp_two_processes(tmp_path):
+    "torchrun with 2 gloo CPU processes: ranks stay in sync, each draws its own batches, rank 0 alone logs and saves."
+    script = tmp_path / "ddp_train.py"; script.write_text(DDP_SCRIPT)
+    _torchrun(script, tmp_path / "a")
+    w0, w1 = (torch.load(tmp_path / "a" / f"weights-rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert torch.equal(w0, w1)                                  # DDP kept both copies identical
+    ck = read_checkpoint(tmp_path / "a")
+    assert ck["step"] == 4 and len(ck["rng"]) == 2 and ck["data"]["world_size"] == 2
+    assert not torch.equal(ck["rng"][0]["batch"], ck["rng"][1]["batch"])   # each rank draws its own batches
+    rows = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["step"] for l in rows] == [1, 2, 3, 4]          # rank 0 alone logs
+    assert "val_loss" in json.loads(rows[-1])
+
+@pytest.mark.slow
+def test_ddp_resume_is_exact(tmp_path):
+    "Under DDP too, 4 steps straight == 2 steps + resume + 2 (every rank's RNG states are in the checkpoint)."
+    script = tmp_path / "ddp_train.py"; script.write_text(DDP_SCRIPT)
+    _torchrun(script, tmp_path / "a")
+    _torchrun(script, tmp_path / "b", "stop_at=2")
+    assert read_checkpoint(tmp_path / "b")["step"] == 2
+    _torchrun(script, tmp_path / "b", "resume=1")
+    w = [torch.load(tmp_path / d / "weights-rank0.pt", weights_only=True) for d in ("a", "b")]
+    assert torch.equal(w[0], w[1])
