@@ -97,7 +97,7 @@ def test_empty_data(tmp_path):
 
 @pytest.mark.parametrize("argv, words", [
     (["train", "--data", "sample", "--out", "x", "--lr", "abc"], ["--lr", "not a number"]),
-    (["train", "--data", "sample", "--out", "x", "--lr", "-1e-3"], ["--lr", "greater than 0"]),
+    (["train", "--data", "sample", "--out", "x", "--lr=-1e-3"], ["--lr", "greater than 0"]),
     (["train", "--data", "sample", "--out", "x", "--max-steps", "0"], ["--max-steps"]),
     (["train", "--data", "sample", "--out", "x", "--batch-size", "2.5"], ["--batch-size", "whole number"]),
     (["train", "--data", "sample", "--out", "x", "--max-steps", "10", "--stop-at", "11"], ["stop-at", "1..10"]),

@@ -175,3 +175,17 @@ def test_ddp_resume_is_exact(tmp_path):
     _torchrun(script, tmp_path / "b", "resume=1")
     w = [torch.load(tmp_path / d / "weights-rank0.pt", weights_only=True) for d in ("a", "b")]
     assert torch.equal(w[0], w[1])
+
+def test_bf16_autocast_trains(tmp_path, tokens):
+    r = train(CFG, tokens, tokens, tmp_path, eval_batches=1, **{**KW, "max_steps": 2, "dtype": "bf16"})
+    assert r.step == 2 and math.isfinite(r.loss) and math.isfinite(r.val_loss)
+    assert next(r.model.parameters()).dtype == torch.float32          # autocast: weights stay fp32
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_closely(tmp_path, tokens):
+    "torch.compile computes the same training steps (without dropout: compiled dropout draws different masks)."
+    cfg = GPTConfig(**{**CFG.to_dict(), "dropout": 0.0})
+    a = train(cfg, tokens, None, tmp_path / "eager", **{**KW, "max_steps": 3})
+    b = train(cfg, tokens, None, tmp_path / "compiled", compile=True, **{**KW, "max_steps": 3})
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(va, vb, atol=1e-4, rtol=1e-3, msg=k)

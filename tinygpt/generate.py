@@ -8,25 +8,25 @@ Docs: https://tinygpt-course.github.io/tinygpt/generate.html.md"""
 __all__ = ['next_logits', 'filter_top_k', 'filter_top_p', 'penalize_repetition', 'sample_next', 'check_sampling_args', 'as_batch',
            'stream', 'generate', 'complete']
 
-# %% ../nbs/05_generate.ipynb #bf5b0fa1
+# %% ../nbs/05_generate.ipynb #1a8583d8
 import torch
 
-# %% ../nbs/05_generate.ipynb #925ff7ca
+# %% ../nbs/05_generate.ipynb #9903b62f
 from .tokenizer import EOT_ID
 
-# %% ../nbs/05_generate.ipynb #8aa097d7
+# %% ../nbs/05_generate.ipynb #e6c9be43
 def next_logits(model, ids, cache=None):
     "Logits (B, V) for the token after `ids` (B, T): the blocks run on all of `ids`, the LM head on the last position only."
     return model.lm_head(model.hidden_states(ids, kv_cache=cache)[:, -1]).float()
 
-# %% ../nbs/05_generate.ipynb #6d0f6bf3
+# %% ../nbs/05_generate.ipynb #cb213d5e
 def filter_top_k(logits, k):
     "Set all but the `k` largest logits of each row (B, V) to -inf."
     if k is None or k >= logits.size(-1): return logits
     kth = logits.topk(k, dim=-1).values[:, -1:]                       # (B, 1) the k-th largest
     return logits.masked_fill(logits < kth, float("-inf"))
 
-# %% ../nbs/05_generate.ipynb #0623bcd8
+# %% ../nbs/05_generate.ipynb #4e76494d
 def filter_top_p(logits, p):
     "Keep the nucleus: the smallest set of most likely tokens of each row whose probability reaches `p` (never empty)."
     if p is None or p >= 1.0: return logits
@@ -36,13 +36,13 @@ def filter_top_p(logits, p):
     drop[:, 0] = False                                                # the most likely token always stays
     return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
 
-# %% ../nbs/05_generate.ipynb #30a79f6e
+# %% ../nbs/05_generate.ipynb #cba4d894
 def penalize_repetition(logits, seen, penalty):
     "Lower the logits of tokens already `seen` (bool (B, V)): divide positive ones by `penalty`, multiply negative ones."
     if penalty == 1.0: return logits
     return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
 
-# %% ../nbs/05_generate.ipynb #f132f434
+# %% ../nbs/05_generate.ipynb #51d33b2e
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     "One token per row of `logits` (B, V), as (B, 1): greedy when `temperature == 0`, else a sample after temperature, top-k, top-p."
     if temperature == 0: return logits.argmax(-1, keepdim=True)
@@ -51,7 +51,7 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     nxt = torch.multinomial(filter_top_p(logits, top_p).softmax(-1), 1, generator=generator)     # (B, 1)
     return nxt if ids is None else ids.gather(-1, nxt)
 
-# %% ../nbs/05_generate.ipynb #6da2fccd
+# %% ../nbs/05_generate.ipynb #fa22ef17
 @torch.inference_mode()
 def _token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, use_cache, stop_at_eot, generator):
     "The decoding loop behind `stream` and `generate`: yields the next token of every row of `idx` (B, T), as (B,)."
@@ -76,7 +76,7 @@ def _token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, repetiti
         yield nxt
         if stop_at_eot and bool(done.all()): return
 
-# %% ../nbs/05_generate.ipynb #227f2835
+# %% ../nbs/05_generate.ipynb #313d7f0f
 def check_sampling_args(max_new_tokens, temperature=1.0, top_k=None, top_p=None, repetition_penalty=1.0):
     "Raise a `ValueError` naming the first bad sampling argument."
     if max_new_tokens < 0: raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -85,7 +85,7 @@ def check_sampling_args(max_new_tokens, temperature=1.0, top_k=None, top_p=None,
     if top_p is not None and not 0 < top_p <= 1: raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
     if repetition_penalty <= 0: raise ValueError(f"repetition_penalty must be > 0 (1 means off), got {repetition_penalty}")
 
-# %% ../nbs/05_generate.ipynb #f0caaf1b
+# %% ../nbs/05_generate.ipynb #70cf5196
 def as_batch(idx, device=None):
     "The prompt as a (B, T) LongTensor on `device`, from a list of ids, a (T,) or a (B, T) tensor."
     idx = torch.as_tensor(idx, dtype=torch.long, device=device)
@@ -94,7 +94,7 @@ def as_batch(idx, device=None):
     if idx.numel() == 0: raise ValueError("idx (the prompt) is empty: give at least one token id")
     return idx
 
-# %% ../nbs/05_generate.ipynb #ea4a3678
+# %% ../nbs/05_generate.ipynb #676ac326
 def _prepare(model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty):
     check_sampling_args(max_new_tokens, temperature, top_k, top_p, repetition_penalty)
     return as_batch(idx, device=next(model.parameters()).device)
@@ -106,7 +106,7 @@ def _ints(model, steps):
         for t in steps: yield int(t)
     finally: model.train(was_training)
 
-# %% ../nbs/05_generate.ipynb #f8259818
+# %% ../nbs/05_generate.ipynb #831e69f9
 def stream(model, idx, max_new_tokens, *, temperature=1.0, top_k=None, top_p=None, repetition_penalty=1.0,
            use_cache=True, stop_at_eot=True, generator=None):
     "Yield up to `max_new_tokens` new token ids (ints) one at a time for one prompt `idx` ((T,) or (1, T)); a final EOT is yielded."
@@ -114,7 +114,7 @@ def stream(model, idx, max_new_tokens, *, temperature=1.0, top_k=None, top_p=Non
     if idx.size(0) != 1: raise ValueError(f"stream takes one prompt (batch 1), got idx of shape {tuple(idx.shape)}; use generate for a batch")
     return _ints(model, _token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, repetition_penalty, use_cache, stop_at_eot, generator))
 
-# %% ../nbs/05_generate.ipynb #1a3bf985
+# %% ../nbs/05_generate.ipynb #796bde0f
 def generate(model, idx, max_new_tokens, *, temperature=1.0, top_k=None, top_p=None, repetition_penalty=1.0,
              use_cache=True, stop_at_eot=True, generator=None):
     "Prompt + up to `max_new_tokens` new token ids, shaped like `idx`: (T,) -> (T+n,), (B, T) -> (B, T+n)."
@@ -126,7 +126,7 @@ def generate(model, idx, max_new_tokens, *, temperature=1.0, top_k=None, top_p=N
     out = torch.cat([idx, torch.stack(new, 1) if new else idx[:, :0]], 1).clone()   # (B, T+n); clone: a normal tensor, not an inference one
     return out[0] if one_d else out
 
-# %% ../nbs/05_generate.ipynb #60cf976c
+# %% ../nbs/05_generate.ipynb #3bd8339c
 def complete(model, tokenizer, prompt, max_new_tokens=100, *, include_prompt=True, **kw):
     "Continue the text `prompt` (`kw` as in `generate`): prompt + new text, or only the new text, without a trailing EOT."
     ids = tokenizer.encode(prompt) or [tokenizer.eot_id]              # "" -> a fresh story after an EOT

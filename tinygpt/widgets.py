@@ -9,7 +9,7 @@ __all__ = ['PUBLISHED', 'DEFAULT_CHOICE', 'FOLDER_CHOICE', 'top_candidates', 'pr
            'expert_histogram', 'Insight', 'look_inside', 'plot_candidates', 'plot_attention', 'plot_routing', 'fig_png',
            'hub_reachable', 'load_choice', 'SamplingPanel', 'LookInsidePanel', 'plot_history', 'TrainingDashboard']
 
-# %% ../nbs/10_widgets.ipynb #e229f799
+# %% ../nbs/10_widgets.ipynb #0da4ce6c
 import html, io, math, os, socket, threading, time
 from dataclasses import dataclass
 import torch, torch.nn.functional as F
@@ -17,7 +17,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 from .tokenizer import get_tokenizer
 
-# %% ../nbs/10_widgets.ipynb #048eb2fc
+# %% ../nbs/10_widgets.ipynb #6fa39f4c
 def top_candidates(logits, tokenizer, k=5):
     "The `k` most likely next tokens for `logits` (V,), as (token_text, probability), most likely first."
     if logits.dim() != 1: raise ValueError(f"logits must be one vector (V,), got shape {tuple(logits.shape)}")
@@ -27,7 +27,7 @@ def top_candidates(logits, tokenizer, k=5):
     p, ids = real.topk(min(k, real.numel()))
     return [(tokenizer.decode([i]), v) for i, v in zip(ids.tolist(), p.tolist())]
 
-# %% ../nbs/10_widgets.ipynb #a4ca8091
+# %% ../nbs/10_widgets.ipynb #ef1fed82
 def _moe_layers(model):
     "The MoE feed-forward modules of `model` (empty for a dense model)."
     return [b.mlp for b in model.blocks if hasattr(b.mlp, 'router')]
@@ -70,7 +70,7 @@ def attention_maps(model, idx):
     _, qkvs, _ = probe(model, idx)
     return torch.stack([attention_from_qkv(o, model.config.n_head) for o in qkvs])
 
-# %% ../nbs/10_widgets.ipynb #c8c605e7
+# %% ../nbs/10_widgets.ipynb #6acb852c
 def expert_histogram(expert_ids, n_experts):
     "Fraction of the routing choices in `expert_ids` (any shape) that went to each of the `n_experts` experts."
     ids = torch.as_tensor(expert_ids).flatten().long()
@@ -78,7 +78,7 @@ def expert_histogram(expert_ids, n_experts):
     if ids.min() < 0 or ids.max() >= n_experts: raise ValueError(f"expert ids must be in [0, {n_experts}), got {ids.min().item()}..{ids.max().item()}")
     return (torch.bincount(ids, minlength=n_experts).float() / ids.numel()).tolist()
 
-# %% ../nbs/10_widgets.ipynb #7400c755
+# %% ../nbs/10_widgets.ipynb #987e05e8
 @dataclass
 class Insight:
     "What `look_inside` found for one prompt."
@@ -99,7 +99,7 @@ def look_inside(model, tokenizer, prompt, k=5, max_tokens=48):
     return Insight([tokenizer.decode([i]) for i in ids], [top_candidates(l, tokenizer, k) for l in logits],
                    attn, None if routing is None else routing.cpu(), model.config.n_experts)
 
-# %% ../nbs/10_widgets.ipynb #1c509c19
+# %% ../nbs/10_widgets.ipynb #ae9dfcaf
 def _short(t, n=10):
     "A token as a readable label: visible spaces and newlines, cut to `n` characters."
     t = t.replace('\n', '\\n').replace(' ', '\u2423')
@@ -158,7 +158,7 @@ def fig_png(fig):
     "PNG bytes of a figure (what an `ipywidgets.Image` shows)."
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); return buf.getvalue()
 
-# %% ../nbs/10_widgets.ipynb #12e8134d
+# %% ../nbs/10_widgets.ipynb #d18453fc
 PUBLISHED = {"TinyGPT (Hub)": "tinygpt", "TinyGPT-MoE (Hub)": "tinygpt-moe"}
 DEFAULT_CHOICE, FOLDER_CHOICE = "bundled default", "local checkpoint folder"
 
@@ -180,7 +180,7 @@ def load_choice(choice, folder=""):
     if choice == FOLDER_CHOICE: return hub.load_checkpoint(os.path.expanduser(str(folder).strip()))
     return hub.from_pretrained(variant=PUBLISHED[choice])
 
-# %% ../nbs/10_widgets.ipynb #59636e7f
+# %% ../nbs/10_widgets.ipynb #c2154dd7
 def _sampler():
     "Lesson 05's token streamer (imported late so this module loads even while lesson 05 is being edited)."
     from tinygpt.generate import stream
@@ -288,7 +288,7 @@ class SamplingPanel(W.VBox):
             if raise_errors: raise
         finally: self.generate_button.disabled, self.stop_button.disabled = False, True
 
-# %% ../nbs/10_widgets.ipynb #ee5af465
+# %% ../nbs/10_widgets.ipynb #705cac05
 class LookInsidePanel(W.VBox):
     "For a prompt: next-token candidates per token, attention maps per layer/head, and MoE routing, as figures."
     def __init__(self, model=None, tokenizer=None, prompt="Once upon a time, a little dog"):
@@ -332,7 +332,7 @@ class LookInsidePanel(W.VBox):
         "Redraw the attention picture for the chosen layer and head."
         if self.insight is not None: self.attention_image.value = fig_png(plot_attention(self.insight, self.layer.value, self.head.value))
 
-# %% ../nbs/10_widgets.ipynb #13c41502
+# %% ../nbs/10_widgets.ipynb #a1018f50
 _KEYS = dict(step=("step", "iter", "it"), loss=("loss", "train_loss"), val_loss=("val_loss", "eval_loss"),
              tokens_per_s=("tokens_per_sec", "tokens_per_s", "tok_per_s", "tps"), lr=("lr", "learning_rate"))
 
