@@ -2,7 +2,7 @@
 # The CPU recipe of nbs/11_cli.ipynb: train the `tiny` preset on the course's TinyStories split and export it as the
 # bundled default model (tinygpt/assets/default/, fp16 weights, model card with the held-out loss), then sample.
 #
-#   bash benchmarks/train_tiny_recipe.sh                 # the recipe: 200 steps x 16 x 128 tokens (~10 min or less on 2 cores)
+#   bash benchmarks/train_tiny_recipe.sh                 # the recipe: 200 steps x 16 x 128 tokens (222 s of training on a quiet 2-core CPU)
 #   bash benchmarks/train_tiny_recipe.sh --quick         # smoke run: 4 steps into a temp folder, bundled model untouched
 #
 # Env: PYTHON (default python: the venv with tinygpt installed), DATA (default ../shared/data/tinystories from the repo root), RUN (run folder, default runs/tiny-recipe),
@@ -37,7 +37,7 @@ rows = t["batch_size"] * t["grad_accum"]
 print(json.dumps({
   "title": "tinygpt default model (tiny preset, CPU recipe)",
   "data": "TinyStories (Eldan & Li 2023, roneneldan/TinyStories, CDLA-Sharing-1.0): the course split, "
-          "train-head.txt + the first 600,000 characters of valid-head.txt (~196K GPT-2 tokens, every story closed by <|endoftext|>)",
+          "train-head.txt + the first 600,000 characters of valid-head.txt (~196K GPT-2 tokens, every story closed by the end-of-text token 50256)",
   "steps": steps,
   "tokens_seen": f"{steps * rows * T:,} (batch {rows} x {T} tokens, lr {t['lr']})",
   "held_out_text": "valid-head.txt from character 600,000 to the end (~46K tokens, never trained on); loss over all non-overlapping 128-token windows",

@@ -107,3 +107,6 @@ def test_empty_data(tmp_path):
 ])
 def test_bad_numbers(tmp_path, argv, words):
     one_line_error(tinygpt(*argv, cwd=tmp_path), *words)
+
+def test_resume_a_finished_run(runs):
+    one_line_error(tinygpt("train", "--out", runs / "straight", "--resume", "--quiet"), "already at step 6")

@@ -46,6 +46,8 @@ def test_resume_is_exact(tmp_path, tokens, grad_accum):
     assert [r["step"] for r in rows] == list(range(1, 21))
     assert all({"step", "loss", "lr", "tokens_per_sec"} <= r.keys() for r in rows)
     assert [r["step"] for r in rows if "val_loss" in r] == [5, 10, 15, 20]
+    again = train(CFG, tokens, tokens, tmp_path / "b", grad_accum=grad_accum, resume=True, eval_every=5, eval_batches=2, **KW)
+    assert again.step == 20 and again.loss == straight.loss and again.history == []     # nothing left to do
     a_rows = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in a_rows] == [r["loss"] for r in rows]
 
