@@ -135,6 +135,21 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError): save_pretrained(m, tmp_path / "file")
 
+def test_saved_folder_is_readable_by_all(tmp_path):
+    "save_pretrained builds in a private mkdtemp folder; the result must get the usual modes (umask 022: 755 / 644)."
+    m = small_model("tinygpt")
+    old = os.umask(0o022)
+    try:
+        folder = save_pretrained(m, tmp_path / "new", model_card=dict(data="test data"))
+        (folder / "checkpoint.pt").write_bytes(b"x"); (folder / "checkpoint.pt").chmod(0o600)
+        save_pretrained(m, folder)                                                   # into an existing folder too
+        write_model_card(folder, data="test data")                                   # a card rewritten in place too
+    finally: os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o644, name
+    assert (folder / "checkpoint.pt").stat().st_mode & 0o777 == 0o600             # files we did not write keep theirs
+
 def test_push_to_hub_uploads_the_course_folder(monkeypatch):
     "push_to_hub (the mixin's) creates the repo and uploads config.json + model.safetensors + README.md in one commit."
     import huggingface_hub.hub_mixin as mixin

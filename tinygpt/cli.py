@@ -75,7 +75,7 @@ def preset_name(text):
 
 # %% ../nbs/11_cli.ipynb #7d8dec18
 RECIPES = {  # per-preset defaults of `tinygpt train` (see "The CPU recipe" below)
-    "tiny": dict(max_steps=200, batch_size=16, lr=3e-3, eval_every=50, eval_batches=4, ckpt_every=50),
+    "tiny": dict(max_steps=500, batch_size=16, lr=3e-3, eval_every=50, eval_batches=4, ckpt_every=50),
     "tiny-moe": dict(max_steps=200, batch_size=16, lr=3e-3, eval_every=50, eval_batches=4, ckpt_every=50),
 }
 TRAIN_KEYS = ("max_steps", "batch_size", "grad_accum", "block_size", "lr", "warmup_steps", "dtype", "compile",
@@ -247,8 +247,7 @@ def cmd_export(args):
             if ev is None: raise ValueError(f"no held-out text found in {args.eval_data}")
             facts.setdefault("held_out_loss", held_out_loss(model, ev.tokens))
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    out = save_pretrained(model.to(dtype), args.out, model_card=facts or None)
-    for p in (out, *out.iterdir()): p.chmod(0o755 if p.is_dir() else 0o644)   # readable by all, like a pip install
+    save_pretrained(model.to(dtype), args.out, model_card=facts or None)   # readable by all (lesson 09)
     print(f"saved {args.out} ({sum(f.stat().st_size for f in Path(args.out).iterdir()) / 1e6:.1f} MB)")
     return 0
 

@@ -106,10 +106,16 @@ def model_card_text(config=None, *, title="A tinygpt model", data=None, steps=No
             "## Use it\n\n```python\nfrom tinygpt.hub import load_checkpoint\n"
             "model = load_checkpoint('path/to/this/folder')   # or HubGPT.from_pretrained('user/repo')\n```\n")
 
+def _umask():
+    "The process's umask (read by setting it and putting it back)."
+    m = os.umask(0o022); os.umask(m)
+    return m
+
 def _write_text(path, text):
-    "Write `text` to `path` via a temp file + rename."
+    "Write `text` to `path` via a temp file + rename (with the mode `open` would give, not mkstemp's 0600)."
     fd, t = tempfile.mkstemp(prefix=f".{Path(path).name}-", dir=Path(path).parent)
     with os.fdopen(fd, "w") as f: f.write(text)
+    os.chmod(t, 0o666 & ~_umask())
     os.replace(t, path)
 
 def write_model_card(folder, **facts):
@@ -130,6 +136,12 @@ def as_hub(model):
     hub.lm_head.weight = hub.tok_emb.weight
     return hub.train(model.training)
 
+def _usual_modes(tmp):
+    "Give the temp folder `tmp` and its files the modes `mkdir` / `open` would have: 0777 / 0666 less the umask."
+    mask = _umask()
+    for f in tmp.iterdir(): f.chmod((0o777 if f.is_dir() else 0o666) & ~mask)
+    tmp.chmod(0o777 & ~mask)
+
 def save_pretrained(model, folder, model_card=None):
     "Save `model` to `folder` (config.json + model.safetensors + README.md), atomically. Returns the folder."
     folder = Path(folder)
@@ -139,6 +151,7 @@ def save_pretrained(model, folder, model_card=None):
     try:
         if isinstance(model_card, str): (tmp / CARD_NAME).write_text(model_card)   # the mixin keeps an existing card
         hub.save_pretrained(tmp, model_card_kwargs=model_card if isinstance(model_card, dict) else None)
+        _usual_modes(tmp)                                                            # not mkdtemp's private 0700
         if not folder.exists(): os.replace(tmp, folder)                              # the whole folder at once
         else:
             for name in sorted(os.listdir(tmp), key=lambda n: n != WEIGHTS_NAME): os.replace(tmp / name, folder / name)
