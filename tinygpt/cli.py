@@ -10,9 +10,9 @@ import argparse, json, math, os, re, sys, tempfile, warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RECIPES', 'TRAIN_KEYS', 'USER_ERRORS', 'positive_float', 'nonneg_float', 'positive_int', 'nonneg_int', 'probability',
-           'parse_stop_at', 'Parser', 'preset_name', 'build_parser', 'resolve_data', 'train_settings', 'cmd_train',
-           'stream_text', 'load_model', 'cmd_generate', 'held_out_loss', 'cmd_export', 'one_line', 'main']
+__all__ = ['positive_float', 'nonneg_float', 'positive_int', 'nonneg_int', 'probability', 'RECIPES', 'TRAIN_KEYS', 'USER_ERRORS',
+           'number_type', 'parse_stop_at', 'Parser', 'preset_name', 'build_parser', 'resolve_data', 'train_settings',
+           'cmd_train', 'stream_text', 'load_model', 'cmd_generate', 'held_out_loss', 'cmd_export', 'one_line', 'main']
 
 # %% ../nbs/11_cli.ipynb #b01ad164
 import torch
@@ -25,35 +25,21 @@ def _number(text, conv, what):
     if isinstance(x, float) and not math.isfinite(x): raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return x
 
-def positive_float(text):
-    "`float(text)`, or `argparse.ArgumentTypeError` unless it is a finite number > 0."
-    x = _number(text, float, "a number")
-    if not x > 0: raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return x
+def number_type(conv, ok, rule, what="a number", name=None):
+    "An argparse `type=`: `conv(text)` if it is a finite number with `ok(x)`, else `ArgumentTypeError` saying it must be `rule`."
+    def parse(text):
+        x = _number(text, conv, what)
+        if not ok(x): raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+        return x
+    parse.__name__ = parse.__qualname__ = name or "number"
+    parse.__doc__ = f"`{conv.__name__}(text)`, which must be {rule}; otherwise `argparse.ArgumentTypeError`."
+    return parse
 
-def nonneg_float(text):
-    "`float(text)` >= 0 (a temperature: 0 means greedy)."
-    x = _number(text, float, "a number")
-    if x < 0: raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return x
-
-def positive_int(text):
-    "`int(text)` >= 1."
-    x = _number(text, int, "a whole number")
-    if x < 1: raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return x
-
-def nonneg_int(text):
-    "`int(text)` >= 0."
-    x = _number(text, int, "a whole number")
-    if x < 0: raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return x
-
-def probability(text):
-    "A float in (0, 1] (for `--top-p`)."
-    x = _number(text, float, "a number")
-    if not 0 < x <= 1: raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
-    return x
+positive_float = number_type(float, lambda x: x > 0, "greater than 0", name="positive_float")
+nonneg_float   = number_type(float, lambda x: x >= 0, "0 or more", name="nonneg_float")     # a temperature: 0 is greedy
+positive_int   = number_type(int, lambda x: x >= 1, "1 or more", "a whole number", name="positive_int")
+nonneg_int     = number_type(int, lambda x: x >= 0, "0 or more", "a whole number", name="nonneg_int")
+probability    = number_type(float, lambda x: 0 < x <= 1, "in (0, 1]", name="probability")  # for --top-p
 
 # %% ../nbs/11_cli.ipynb #3763aba7
 def parse_stop_at(text, max_steps):
