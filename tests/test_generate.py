@@ -1,7 +1,8 @@
 "tinygpt.generate: the decoding loop's bookkeeping (with a fake model whose answers are known) and a few real-model checks."
-import types
+import platform, types
 import pytest, torch, torch.nn.functional as F
-from tinygpt.generate import generate, stream, complete, sample_next
+import tinygpt.generate as gen
+from tinygpt.generate import generate, stream, complete, sample_next, fast_linear, fast_linears, onednn_ok
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.tokenizer import EOT_ID
 
@@ -88,6 +89,53 @@ def test_complete_text():
     ids = tok.encode("Hello")
     assert text == "Hello" + tok.decode([ids[-1] + 1, ids[-1] + 2, ids[-1] + 3])
     assert complete(Successor(), tok, "Hello", 3, temperature=0, include_prompt=False) == text[len("Hello"):]
+
+def patched(m): return [x for x in m.modules() if "forward" in vars(x)]
+
+@pytest.mark.parametrize("kw", [{}, {"n_experts": 4, "top_k_experts": 2, "expert_hidden": 32}])
+def test_fast_linears_match_plain_and_clean_up(kw):
+    m, x = tiny(**kw), torch.randint(0, 512, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        plain = m(x)
+        with fast_linears(m):
+            assert len(patched(m)) == sum(isinstance(l, torch.nn.Linear) for l in m.modules())
+            fast = m(x)
+    assert torch.allclose(fast, plain, atol=1e-5) and not patched(m)
+    with pytest.raises(ZeroDivisionError):
+        with fast_linears(m): 1 / 0
+    assert not patched(m)                                              # an error inside leaves the model plain
+
+def test_stream_closed_early_leaves_the_model_plain():
+    m = tiny(); s = stream(m, [1, 2, 3], 10, temperature=0)
+    next(s); assert patched(m)                                         # patched while the stream is open
+    s.close(); assert not patched(m)
+
+def test_fast_linears_switched_off(monkeypatch):
+    m = tiny()
+    monkeypatch.setenv("TINYGPT_KERNELS", "torch")
+    with fast_linears(m): assert not patched(m)
+    monkeypatch.delenv("TINYGPT_KERNELS")
+    compiled_like = types.SimpleNamespace(_orig_mod=m, modules=m.modules)   # what torch.compile returns looks like this
+    with fast_linears(compiled_like): assert not patched(m)
+
+def test_fast_linear_takes_onednn_only_where_safe(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gen, "onednn_linear", lambda x, w, b=None: calls.append(tuple(x.shape)) or F.linear(x, w, b))
+    w = torch.randn(8, 4)
+    with torch.no_grad():
+        for x in (torch.randn(2, 3, 4), torch.randn(4), torch.randn(33, 4), torch.randn(0, 4)):
+            assert torch.allclose(fast_linear(x, w), F.linear(x, w))
+        fast_linear(torch.randn(1, 4).double(), w.double())           # float64: F.linear
+    y = fast_linear(torch.randn(1, 4), w.clone().requires_grad_())    # autograd on: F.linear, which has a backward
+    assert y.requires_grad
+    assert calls == ([(2, 3, 4), (4,)] if onednn_ok() else [])
+    monkeypatch.setattr(gen, "onednn_ok", lambda: False); calls.clear()
+    with torch.no_grad(): fast_linear(torch.randn(1, 4), w)
+    assert calls == []
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is part of PyTorch's x86 wheels")
+def test_onednn_is_usable_on_x86():
+    assert onednn_ok()                                                 # else CPU decoding silently loses its fast path
 
 @pytest.mark.slow
 def test_benchmark_runs(capsys):

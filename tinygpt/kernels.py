@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import torch, torch.nn.functional as F
+from .generate import kernels_forced_off
 
 # %% ../nbs/07_kernels.ipynb #1e658620
 @lru_cache(maxsize=None)
@@ -40,8 +41,7 @@ def kernel_backend(device=None) -> KernelBackend:
     "The kernel path for tensors on `device` (default: 'cuda' when available, else 'cpu'), with the reason."
     if device is None: device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if os.environ.get("TINYGPT_KERNELS", "").strip().lower() == "torch":
-        return KernelBackend("torch", "forced by TINYGPT_KERNELS=torch")
+    if kernels_forced_off(): return KernelBackend("torch", "forced by TINYGPT_KERNELS=torch")
     if not sys.platform.startswith("linux"):
         return KernelBackend("torch", f"liger-kernel is Linux-only (this is {sys.platform})")
     if dev.type != "cuda":
@@ -58,7 +58,7 @@ _LIGER_BROKEN = set()  # device types where a liger kernel raised; we stop tryin
 def _use_liger(t: torch.Tensor) -> bool:
     "Guard two: only CUDA tensors, on Linux, with a working liger-kernel (and not forced off)."
     if not t.is_cuda or t.device.type in _LIGER_BROKEN: return False
-    if os.environ.get("TINYGPT_KERNELS", "").strip().lower() == "torch": return False
+    if kernels_forced_off(): return False
     return _liger_ok(t.device.type)
 
 @lru_cache(maxsize=None)
