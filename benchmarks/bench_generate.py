@@ -11,7 +11,7 @@ the ratio is also given as the median of the per-repeat ratios, each taken from 
     python benchmarks/bench_generate.py --kernels  # F.linear vs oneDNN on TinyGPT's weights, 1 to 512 rows
 Targets (issue 3): cached >= 6x uncached and >= 40 tokens/s on a 2-core machine.
 """
-import argparse, os, platform, statistics, sys, time
+import argparse, os, platform, statistics, sys, time, timeit
 from datetime import datetime, timezone
 import torch, torch.nn.functional as F
 from tinygpt.model import GPT, PRESETS
@@ -36,10 +36,7 @@ def time_generate(model, prompt, n, use_cache, kernels):
     out = generate(model, prompt, n, temperature=0, use_cache=use_cache, stop_at_eot=False)
     return time.perf_counter() - t0, out
 
-def best_ms(f, repeats=5):
-    f(); times = []
-    for _ in range(repeats): t0 = time.perf_counter(); f(); times.append(time.perf_counter() - t0)
-    return 1e3 * min(times)
+def best_ms(f): return 1e3 * min(timeit.repeat(f, number=1, repeat=5))    # the fastest of 5 calls, in ms
 
 def kernels_table(cfg):
     "F.linear vs oneDNN, summed over one block's four weights x n_layer plus the LM head, for 1 to 512 rows."

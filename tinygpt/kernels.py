@@ -9,7 +9,7 @@ __all__ = ['KernelBackend', 'kernel_backend', 'swiglu', 'ChunkedLinearCrossEntro
            'fused_linear_cross_entropy']
 
 # %% ../nbs/07_kernels.ipynb #7099599e
-import os, sys, warnings
+import sys, warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
