@@ -16,7 +16,7 @@ def wheel(tmp_path_factory):
 
 def test_wheel_ships_library_and_assets(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for mod in ("tokenizer", "data", "attention", "layers", "model", "generate", "moe", "kernels", "training", "hub", "widgets", "cli", "exercises"):
+    for mod in ("tokenizer", "data", "attention", "layers", "model", "generate", "moe", "kernels", "training", "hub", "widgets", "cli", "exercises/core", "exercises/tokenizer"):
         assert f"tinygpt/{mod}.py" in names, f"tinygpt/{mod}.py missing from the wheel"
     for asset in ("tinygpt/assets/default/config.json", "tinygpt/assets/default/model.safetensors", "tinygpt/assets/default/README.md"):
         assert asset in names, f"{asset} missing from the wheel"

@@ -6,8 +6,8 @@ Docs: https://tinygpt-course.github.io/tinygpt/data.html.md"""
 
 # %% auto #0
 __all__ = ['ASSETS', 'SAMPLE_PATH', 'SAMPLE_EVAL_PATH', 'EVAL_START', 'STORY_START', 'shared_data_dir', 'check_text_file',
-           'read_text', 'split_stories', 'load_stories', 'TokenFile', 'prepare_tokens', 'get_batch', 'TextSplit',
-           'tinystories_split', 'prepare_tinystories']
+           'read_text', 'split_stories', 'load_stories', 'atomic_write', 'TokenFile', 'prepare_tokens', 'get_batch',
+           'TextSplit', 'tinystories_split', 'prepare_tinystories']
 
 # %% ../nbs/01_data.ipynb #8a89877f
 import os, re, json, codecs, tempfile, itertools
@@ -125,11 +125,17 @@ def _paths(path):
     if p.suffix in (".bin", ".json"): p = p.with_suffix("")
     return p.parent/(p.name + ".bin"), p.parent/(p.name + ".json")
 
-def _atomic_write(path, write):
-    "Call `write(file)` on a temp file beside `path`, fsync, then rename it onto `path`."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+def _umask():
+    "The process umask (read by setting it and putting it back)."
+    mask = os.umask(0o22); os.umask(mask); return mask
+
+def atomic_write(path, write):
+    "Call `write(file)` on a temp file beside `path`, fsync, then rename it onto `path` (mode 0666 less the umask)."
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f: write(f); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())                 # mkstemp makes it private (0600); give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
@@ -175,10 +181,10 @@ def prepare_tokens(stories, out_path, tokenizer=None, source="", chunk=4096) -> 
             arr = np.fromiter(itertools.chain.from_iterable(s + [tok.eot_id] for s in ids), dtype=np.uint16)
             arr.tofile(f); n += len(arr)
     hdr_path.unlink(missing_ok=True)  # from here on no header: any older file reads as incomplete
-    _atomic_write(bin_path, write)
+    atomic_write(bin_path, write)
     header = dict(format="tinygpt-tokens", version=1, tokenizer=tok.name, dtype="uint16", n_tokens=n,
                   n_stories=len(stories), eot_id=tok.eot_id, n_vocab=tok.n_vocab, vocab_size=tok.vocab_size, source=str(source))
-    _atomic_write(hdr_path, lambda f: f.write(json.dumps(header, indent=1).encode()))
+    atomic_write(hdr_path, lambda f: f.write(json.dumps(header, indent=1).encode()))
     return TokenFile(bin_path)
 
 # %% ../nbs/01_data.ipynb #416278de
