@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tinygpt.data import (SAMPLE_PATH, SAMPLE_EVAL_PATH, EVAL_START, TokenFile, get_batch, load_stories, prepare_tokens,
-                          prepare_tinystories, read_text, split_stories, tinystories_split)
+from tinygpt.data import (ASSETS, SAMPLE_PATH, SAMPLE_EVAL_PATH, TRAIN_PATH, EVAL_PATH, EVAL_START, TokenFile, atomic_write,
+                          get_batch, load_stories, prepare_tokens, prepare_tinystories, read_text, split_files, split_stories,
+                          tinystories_split)
 from tinygpt.tokenizer import EOT_ID, get_tokenizer
 
 STORIES = ["Once upon a time, there was a cat.\n\nThe cat slept.", "One day, a dog ran fast.", "Lily smiled. The end."]
@@ -117,8 +118,8 @@ def test_jsonl_and_parquet_real_files(tmp_path):
     with pytest.raises(ValueError, match="no 'text' column"):
         load_stories(tmp_path / "other.parquet")
     assert load_stories(tmp_path / "other.parquet", text_field="story") == STORIES
-    (tmp_path / "broken.jsonl").write_text('{"text": "a"\n')
-    with pytest.raises(ValueError, match="could not read"):
+    (tmp_path / "broken.jsonl").write_text('{"text": "a"}\n\n{"text": "a"\n')
+    with pytest.raises(ValueError, match=r"broken.jsonl, line 3: not valid JSON"):
         load_stories(tmp_path / "broken.jsonl")
     tf = prepare_tokens(load_stories(tmp_path / "valid.parquet"), tmp_path / "v.bin")
     assert tf.tokens.tolist() == _packed(STORIES)
@@ -158,24 +159,164 @@ def test_get_batch():
         get_batch(toks[:16], 1, 16)
 
 
-def test_course_split_and_sample(tmp_path, monkeypatch):
-    sample = read_text(SAMPLE_PATH)
-    assert 200_000 < len(sample.encode()) < 400_000
-    assert "CDLA-Sharing-1.0" in (SAMPLE_PATH.parent / "README.md").read_text()
-    held_out = read_text(SAMPLE_EVAL_PATH)
-    assert not set(split_stories(held_out)) & set(split_stories(sample))
-    import tinygpt.data
-    monkeypatch.setattr(tinygpt.data, "shared_data_dir", lambda: None)   # as on a machine without the shared folder
-    assert tinystories_split() == (sample, held_out)
+def test_bundled_course_split(tmp_path):
+    train, ev = tinystories_split()
+    assert (train, ev) == (read_text(TRAIN_PATH), read_text(EVAL_PATH))
+    assert (SAMPLE_PATH, SAMPLE_EVAL_PATH) == (TRAIN_PATH, EVAL_PATH)             # the older names still work
+    assert 700_000 < len(train) < 900_000 and 150_000 < len(ev) < 250_000
+    readme = (ASSETS / "README.md").read_text()
+    assert "CDLA-Sharing-1.0" in readme and "roneneldan/TinyStories" in readme and "Eldan" in readme
+    assert not set(split_stories(ev)) & set(split_stories(train))
+    assert sorted(p.name for p in ASSETS.iterdir()) == ["README.md", "eval.txt", "train.txt"]   # no stale sample files
+    assert tinystories_split(ASSETS) == (train, ev)                                # a train.txt + eval.txt folder
     train_tf, eval_tf = prepare_tinystories(tmp_path)
-    assert "bundled sample" in train_tf.header["source"] and train_tf.header["n_stories"] == len(split_stories(sample))
-    assert len(eval_tf) > 5000
+    assert "bundled" in train_tf.header["source"] and train_tf.header["n_stories"] == len(split_stories(train))
+    assert str(tmp_path) not in train_tf.header["source"] and str(tmp_path) not in repr(train_tf)   # no machine paths
+    assert len(eval_tf) > 40_000
+    with pytest.raises(FileNotFoundError, match="no course split"):
+        tinystories_split(tmp_path)
 
 
-def test_course_split_shared(shared_dir):
+def test_bundled_split_equals_split_cut_from_shared(shared_dir):
+    "The bundled files are exactly train-head.txt + valid-head.txt[:600000] and valid-head.txt[600000:]."
     d = shared_dir / "data" / "tinystories"
-    train, ev = tinystories_split(d)
+    if not (d / "valid-head.txt").is_file(): pytest.skip(f"no TinyStories excerpts in {d}")
+    assert tinystories_split(d) == tinystories_split()
     valid = read_text(d / "valid-head.txt")
-    assert ev == valid[EVAL_START:] and train.endswith(valid[:EVAL_START])
-    assert read_text(SAMPLE_PATH) in train and read_text(SAMPLE_EVAL_PATH) in train   # the bundled sample is training text
+    train, ev = tinystories_split()
+    assert ev == valid[EVAL_START:] and train.endswith(valid[:EVAL_START]) and train.startswith(read_text(d / "train-head.txt").rstrip())
     assert ev[5000:7000] not in train
+
+
+def test_library_never_looks_outside_the_package():
+    import inspect, tinygpt.data
+    src = inspect.getsource(tinygpt.data)
+    assert "shared" not in src and "TINYGPT_DATA" not in src and not hasattr(tinygpt.data, "shared_data_dir")
+
+
+def test_token_file_of_another_tokenizer_is_refused(tmp_path):
+    prepare_tokens(STORIES, tmp_path / "t.bin")
+    hdr = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps({**hdr, "tokenizer": "cl100k_base"}))
+    with pytest.raises(ValueError, match="tokenised with 'cl100k_base', not 'gpt2'"):
+        TokenFile(tmp_path / "t.bin")
+    assert len(TokenFile(tmp_path / "t.bin", tokenizer=None)) == hdr["n_tokens"]   # explicitly any tokenizer
+    with pytest.raises(ValueError, match="cl100k_base"):
+        TokenFile(tmp_path / "t.bin", tokenizer=get_tokenizer())
+    train_tf, _ = prepare_tinystories(tmp_path / "course")                         # a reused file is checked too
+    h = json.loads(train_tf.header_path.read_text()); train_tf.header_path.write_text(json.dumps({**h, "tokenizer": "cl100k_base"}))
+    assert prepare_tinystories(tmp_path / "course")[0].header["tokenizer"] == "gpt2"   # prepared again, not reused
+
+
+@pytest.mark.parametrize("key,value", [("n_tokens", True), ("n_tokens", 12.0), ("n_tokens", None), ("eot_id", "50256"),
+                                       ("vocab_size", False), ("tokenizer", 2), ("source", None), ("n_vocab", 1e9),
+                                       ("dtype", "int32"), ("eot_id", 60000), ("n_tokens", -3)])
+def test_header_with_wrong_types_is_refused(tmp_path, key, value):
+    prepare_tokens(STORIES, tmp_path / "t.bin")
+    hdr = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps({**hdr, key: value}))
+    with pytest.raises(ValueError, match=key if key != "n_tokens" or value == -3 else "wrong type") as e:
+        TokenFile(tmp_path / "t.bin")
+    assert "\n" not in str(e.value)
+
+
+def test_folder_takes_only_the_splits_own_files(tmp_path):
+    (tmp_path / "train.txt").write_text("Once upon a time, A.\n")
+    (tmp_path / "train-00001.jsonl").write_text('{"text": "B."}\n')
+    (tmp_path / "training_notes_DO_NOT_USE.txt").write_text("Once upon a time, SECRET.\n")
+    (tmp_path / "trainer.jsonl").write_text('{"text": "SECRET"}\n')
+    (tmp_path / "train.md").write_text("SECRET")
+    (tmp_path / "validation.parquet").write_bytes(b"")
+    (tmp_path / "valid-head.txt").write_text("Once upon a time, V.\n")
+    assert [p.name for p in split_files(tmp_path)] == ["train-00001.jsonl", "train.txt"]
+    assert load_stories(tmp_path) == ["B.", "Once upon a time, A."]
+    assert [p.name for p in split_files(tmp_path, "valid")] == ["valid-head.txt", "validation.parquet"]
+    (tmp_path / "validation.parquet").unlink()
+    assert load_stories(tmp_path, "validation") == ["Once upon a time, V."]
+    with pytest.raises(FileNotFoundError, match=r"no 'test' files in .*expected test\.txt.*found train-00001.jsonl, train.md, train.txt"):
+        load_stories(tmp_path, "test")
+
+
+@pytest.mark.parametrize("line,what", [('{"text": 3}', "int"), ('{"text": null}', "NoneType"), ('{"text": ["a"]}', "list"),
+                                       ('{"text": {"a": 1}}', "dict"), ('"just a string"', "JSON object"), ('[1, 2]', "JSON object")])
+def test_jsonl_text_values_must_be_strings(tmp_path, line, what):
+    (tmp_path / "s.jsonl").write_text('{"text": "Once upon a time."}\n' + line + "\n")
+    with pytest.raises(ValueError, match=f"s.jsonl, line 2: .*{what}"):
+        load_stories(tmp_path / "s.jsonl")
+
+
+def test_json_list_file(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps([{"text": s} for s in STORIES]))
+    assert load_stories(tmp_path / "s.json") == STORIES
+    (tmp_path / "s.json").write_text(json.dumps([{"text": "a"}, {"text": 1.5}]))
+    with pytest.raises(ValueError, match="item 1: 'text' is float"):
+        load_stories(tmp_path / "s.json")
+
+
+def test_parquet_text_values_must_be_strings(tmp_path):
+    import pyarrow as pa, pyarrow.parquet as pq
+    pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "ints.parquet")
+    with pytest.raises(ValueError, match="holds int64 values, not strings"):
+        load_stories(tmp_path / "ints.parquet")
+    pq.write_table(pa.table({"text": ["Once.", None]}), tmp_path / "nulls.parquet")
+    with pytest.raises(ValueError, match="1 missing"):
+        load_stories(tmp_path / "nulls.parquet")
+    pq.write_table(pa.table({"text": pa.array(STORIES, pa.large_string())}), tmp_path / "large.parquet")
+    assert load_stories(tmp_path / "large.parquet") == STORIES
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match="could not read .* as parquet"):
+        load_stories(tmp_path / "junk.parquet")
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 2.5, True, "3"])
+def test_load_stories_bad_limit(limit):
+    with pytest.raises(ValueError, match="limit must be a whole number"):
+        load_stories(TRAIN_PATH, limit=limit)
+
+
+def test_load_stories_limit():
+    all_ = load_stories(TRAIN_PATH)
+    assert load_stories(TRAIN_PATH, limit=3) == all_[:3] and load_stories(TRAIN_PATH, limit=10**9) == all_
+    assert load_stories(TRAIN_PATH, limit=np.int64(2)) == all_[:2]
+
+
+@pytest.mark.parametrize("bs,err,msg", [(0, ValueError, "block_size must be at least 1"), (-5, ValueError, "at least 1"),
+                                        (2.0, TypeError, "block_size must be a whole number"), (True, TypeError, "whole number")])
+def test_get_batch_bad_block_size(bs, err, msg):
+    with pytest.raises(err, match=msg):
+        get_batch(np.arange(100, dtype=np.uint16), 4, bs)
+
+
+@pytest.mark.parametrize("b", [0, -1, 1.5, False])
+def test_get_batch_bad_batch_size(b):
+    with pytest.raises((TypeError, ValueError), match="batch_size"):
+        get_batch(np.arange(100, dtype=np.uint16), b, 8)
+
+
+@pytest.mark.parametrize("tokens,err,msg", [
+    (np.arange(100, dtype=np.float32), TypeError, "integer ids"), (torch.arange(100.0), TypeError, "integer ids"),
+    (torch.ones(100, dtype=torch.bool), TypeError, "integer ids"), (np.ones(100, dtype=bool), TypeError, "integer ids"),
+    (torch.ones(100, dtype=torch.complex64), TypeError, "integer ids"), ([0.5] * 100, TypeError, "integer ids"),
+    (np.arange(100).reshape(10, 10), ValueError, r"1-D.*\(10, 10\)"), (torch.arange(100).reshape(4, 25), ValueError, "1-D")])
+def test_get_batch_bad_tokens(tokens, err, msg):
+    with pytest.raises(err, match=msg):
+        get_batch(tokens, 2, 4)
+
+
+def test_get_batch_accepts_every_integer_stream(tmp_path):
+    ref = get_batch(np.arange(50, dtype=np.uint16), 3, 5, torch.Generator().manual_seed(0))
+    for toks in (np.arange(50, dtype=np.int32), list(range(50)), torch.arange(50), torch.arange(50, dtype=torch.int16)):
+        got = get_batch(toks, np.int64(3), 5, torch.Generator().manual_seed(0))
+        assert all(torch.equal(a, b) for a, b in zip(got, ref))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_files_get_the_usual_mode(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "a.txt", lambda f: f.write(b"x"))
+        tf = prepare_tokens(STORIES, tmp_path / "t.bin")
+    finally: os.umask(old)
+    for p in (tmp_path / "a.txt", tf.path, tf.header_path):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, (p.name, oct(p.stat().st_mode))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "t.bin", "t.json"]
