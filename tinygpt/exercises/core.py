@@ -171,7 +171,7 @@ def lesson_exercises(lesson):
 def lesson_checkers(lesson):
     "{checker function name: exercise name} for `lesson`: the `check_...` functions a notebook calls."
     return {attr: fn.exercise for mod in _lesson_modules(lesson) for attr, fn in vars(mod).items()
-            if callable(fn) and isinstance(getattr(fn, "exercise", None), str) and attr.startswith("check_")}
+            if attr.startswith("check_") and isinstance(getattr(fn, "exercise", None), str) and fn.__module__ == mod.__name__}
 
 def __getattr__(name):
     "`LESSONS` ({'NN': module name}) is kept for older code; it is computed on first use."

@@ -90,7 +90,7 @@ def read_submission(path):
 # %% ../../nbs/exercises/grade.ipynb #ce2c9387
 def _lesson_index():
     "{word that points at a lesson: lesson}: checker module names and checker function names."
-    from .core import lessons, lesson_checkers
+    from tinygpt.exercises.core import lessons, lesson_checkers
     idx = {}
     for lesson, mods in lessons().items():
         for m in mods: idx[m.rsplit(".", 1)[-1]] = lesson
@@ -188,19 +188,24 @@ def execute_submission(nb, nb_dir, box, cell_timeout, notebook_timeout):
     pp = os.pathsep.join([_package_root()] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     env = offline_env(TINYGPT_GRADE_LOG=log, PYTHONPATH=pp, JUPYTER_PLATFORM_DIRS="1")
     cmd = [sys.executable, "-c", "from tinygpt.exercises.grade import _runner_main; _runner_main()", str(args)]
-    proc = subprocess.Popen(cmd, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(box / "runner.log", "wb"), start_new_session=True)
+    with open(box / "runner.log", "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
     _RUNNING.add(proc)
+    late = False
     try: proc.wait(timeout=notebook_timeout + cell_timeout + 60)    # the runner enforces the limits; this is the backstop
-    except subprocess.TimeoutExpired: pass
+    except subprocess.TimeoutExpired: late = True
     finally:
         _RUNNING.discard(proc)
         _kill_session(proc.pid)
+        try: proc.wait(timeout=10)
+        except subprocess.TimeoutExpired: pass
     state = _read_json(progress) or {}
     if not state.get("done"): _kill_session(state.get("kernel_pid"))
     cells = {int(k): tuple(v) for k, v in state.get("cells", {}).items()}
-    if not state: cells = {-1: ("error", "the kernel did not start: " + _tail(box / "runner.log"))}
-    elif not state.get("done") and proc.returncode not in (0, None): cells[-1] = ("error", "grading this notebook stopped early: " + _tail(box / "runner.log"))
+    if not state: cells[-1] = ("error", "the kernel did not start: " + _tail(box / "runner.log"))
+    elif late: cells[-1] = ("not run", "the notebook ran out of time")
+    elif not state.get("done"): cells[-1] = ("error", "grading this notebook stopped early: " + _tail(box / "runner.log"))
     return cells, read_records(log)
 
 def _read_json(path):
@@ -278,7 +283,7 @@ def _scratch_copy(sub, box):
 
 def grade_submission(sub, lesson, scratch, cell_timeout, notebook_timeout):
     "The `Row`s of one submission, never raising: the notebook runs in its own copy of the student's files under `scratch`."
-    from .core import lesson_exercises, lesson_checkers
+    from tinygpt.exercises.core import lesson_exercises, lesson_checkers
     exercises, checkers = lesson_exercises(lesson), lesson_checkers(lesson)
     names = {e: [k for k, v in checkers.items() if v == e] or [f"check_{e}"] for e in exercises}
     try:
@@ -295,7 +300,7 @@ def grade_submission(sub, lesson, scratch, cell_timeout, notebook_timeout):
 
 # %% ../../nbs/exercises/grade.ipynb #db47b031
 def _lesson_key(lesson):
-    from .core import lesson_exercises
+    from tinygpt.exercises.core import lesson_exercises
     key = str(lesson).strip()
     key = key.zfill(2) if key.isdigit() else key
     lesson_exercises(key)                              # ValueError naming the lessons there are
@@ -338,11 +343,13 @@ def grade(submissions, lesson=None, jobs=1, timeout=120, cell_timeout=None, prog
             if progress: progress(f"[{done[0]}/{len(subs)}] {sub.student}: " + ", ".join(f"{n} {k}" for k, n in counts.items()) +
                                   f" ({time.monotonic() - t0:.0f} s)")
         return rows
-    try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool: results = list(pool.map(one, subs))
-    except BaseException:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try: results = list(pool.map(one, subs))
+    except BaseException:                              # Ctrl-C: stop the kernels now, not when they finish
+        pool.shutdown(wait=False, cancel_futures=True)
         for p in list(_RUNNING): _kill_session(p.pid)
         raise
+    else: pool.shutdown()
     finally: _rmtree(scratch)
     return lesson, [r for rows in results for r in rows]
 
