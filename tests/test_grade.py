@@ -69,10 +69,13 @@ def _build(d):
     # not a notebook at all
     (d / "notjson.ipynb").write_text("{ this is not JSON")
     add("notjson", "notjson.ipynb", {e: ("error", "the file is not a notebook (not valid JSON)") for e in EX})
-    # the stubs as handed out, plus a huge output
-    stubs = [IMPORTS, 'print("x" * 5_000_000)'] + [f"def todo_{e}(*args, **kwargs): ...  # your code\n{CHK[e]}(todo_{e})" for e in EX]
+    # the stubs as handed out, plus a huge output and Colab's install line; the last exercise's check comes before its function
+    stubs = ["!pip install -q tinygpt", IMPORTS, 'print("x" * 5_000_000)'] + \
+            [f"def todo_{e}(*args, **kwargs): ...  # your code\n{CHK[e]}(todo_{e})" for e in EX[:-1]] + \
+            [f"{CHK[EX[-1]]}(late_{EX[-1]})", f"def late_{EX[-1]}(*args, **kwargs): return None"]
     nbformat.write(_nb(stubs), d / "stubs.ipynb")
-    add("stubs", "stubs.ipynb", {e: ("not attempted", "still a stub") for e in EX})
+    add("stubs", "stubs.ipynb", {e: ("not attempted", "still a stub") if e != EX[-1] else
+                                 ("error", f"cell {len(stubs) - 1}: NameError: name 'late_{e}' is not defined") for e in EX})
     # a syntax error in the first exercise's cell; the others are wrong
     bad = f"def broken_{EX[0]}(*args:\n    return None\n{CHK[EX[0]]}(broken_{EX[0]})"
     nbformat.write(_nb([IMPORTS, bad] + [WRONG_SRC.format(e=e, chk=CHK[e]) for e in EX[1:]]), d / "syntax.ipynb")

@@ -7,8 +7,8 @@ Docs: https://tinygpt-course.github.io/tinygpt/exercises/grade.html.md"""
 # %% auto #0
 __all__ = ['OFFLINE_ENV', 'DROP_ENV', 'MAX_NOTEBOOK_BYTES', 'MAX_LOG_BYTES', 'STATUSES', 'SYMBOLS', 'FIELDS', 'offline_env',
            'Submission', 'find_submissions', 'NotANotebook', 'read_submission', 'detect_lesson', 'run_cells',
-           'execute_submission', 'read_records', 'exercise_outcome', 'Row', 'grade_submission', 'grade',
-           'summary_table', 'csv_text', 'html_report', 'grade_command']
+           'execute_submission', 'read_records', 'exercise_outcome', 'Row', 'skip_installs', 'grade_submission',
+           'grade', 'summary_table', 'csv_text', 'html_report', 'grade_command']
 
 # %% ../../nbs/exercises/grade.ipynb #e144e4e9
 import os, re, sys, csv, io, json, html, time, shutil, signal, tempfile, threading, subprocess
@@ -281,13 +281,21 @@ def _scratch_copy(sub, box):
     nb_dir.mkdir(parents=True, exist_ok=True)
     return work, nb_dir
 
+_INSTALL = re.compile(r"^(\s*)([!%]\s*(?:pip3?|uv|conda|mamba)\b.*)$", re.M)
+
+def skip_installs(nb):
+    "Turn `!pip install ...` / `%pip ...` lines (Colab's first cell, say) into comments: grading uses the grader's packages."
+    for c in nb.cells:
+        if c.get("cell_type") == "code": c["source"] = _INSTALL.sub(r"\1pass  # skipped by the grader: \2", c.source)
+    return nb
+
 def grade_submission(sub, lesson, scratch, cell_timeout, notebook_timeout):
     "The `Row`s of one submission, never raising: the notebook runs in its own copy of the student's files under `scratch`."
     from tinygpt.exercises.core import lesson_exercises, lesson_checkers
     exercises, checkers = lesson_exercises(lesson), lesson_checkers(lesson)
     names = {e: [k for k, v in checkers.items() if v == e] or [f"check_{e}"] for e in exercises}
     try:
-        nb = read_submission(sub.path)
+        nb = skip_installs(read_submission(sub.path))
         box = Path(tempfile.mkdtemp(prefix="sub-", dir=scratch))
         work, nb_dir = _scratch_copy(sub, box)
         cells, records = execute_submission(nb, nb_dir, box, cell_timeout, notebook_timeout)
@@ -298,7 +306,7 @@ def grade_submission(sub, lesson, scratch, cell_timeout, notebook_timeout):
     return [Row(sub.student, sub.rel, e, st, scrub(d)) for e in exercises
             for st, d in [exercise_outcome(nb, cells, records, e, names[e])]]
 
-# %% ../../nbs/exercises/grade.ipynb #db47b031
+# %% ../../nbs/exercises/grade.ipynb #1fcf4e52
 def _lesson_key(lesson):
     from tinygpt.exercises.core import lesson_exercises
     key = str(lesson).strip()
@@ -353,7 +361,7 @@ def grade(submissions, lesson=None, jobs=1, timeout=120, cell_timeout=None, prog
     finally: _rmtree(scratch)
     return lesson, [r for rows in results for r in rows]
 
-# %% ../../nbs/exercises/grade.ipynb #edfe2402
+# %% ../../nbs/exercises/grade.ipynb #f9b7a287
 SYMBOLS = {"passed": "✓", "failed": "✗", "not attempted": "·", "error": "E", "timed out": "T"}
 FIELDS = list(Row._fields)
 
@@ -379,7 +387,7 @@ def csv_text(rows):
     w.writerow(FIELDS); w.writerows(rows)
     return buf.getvalue()
 
-# %% ../../nbs/exercises/grade.ipynb #f9b7a287
+# %% ../../nbs/exercises/grade.ipynb #067469b8
 _CSS = """body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
 padding:4px 8px;text-align:left;vertical-align:top}td.s{text-align:center}.passed{background:#d7f5dd}.failed{background:#fbd9d3}
 .error{background:#f6e3a8}.timed-out{background:#e8d7f5}.not-attempted{background:#eee}small{color:#555}"""
@@ -404,7 +412,7 @@ def html_report(rows, title="tinygpt grades"):
             f"<h2>Details</h2><table><tr><th>student</th><th>exercise</th><th>status</th><th>detail</th></tr>{details}</table>"
             "</body></html>\n")
 
-# %% ../../nbs/exercises/grade.ipynb #33302ba9
+# %% ../../nbs/exercises/grade.ipynb #1adc1c64
 def grade_command(submissions, lesson=None, jobs=1, timeout=120, out=None, cell_timeout=None):
     "`tinygpt grade`: grade the notebooks in `submissions`, print the table, write the CSV `out` and an HTML page beside it."
     from tinygpt.data import atomic_write
