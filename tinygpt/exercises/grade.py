@@ -208,6 +208,7 @@ def execute_submission(nb, nb_dir, box, cell_timeout, notebook_timeout):
     elif not state.get("done"): cells[-1] = ("error", "grading this notebook stopped early: " + _tail(box / "runner.log"))
     return cells, read_records(log)
 
+# %% ../../nbs/exercises/grade.ipynb #de103d74
 def _read_json(path):
     try: return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError): return None
@@ -234,7 +235,7 @@ def read_records(log):
             recs.append({k: _one_line(r.get(k, "") or "", 400) for k in ("exercise", "status", "message", "hint")})
     return recs
 
-# %% ../../nbs/exercises/grade.ipynb #de103d74
+# %% ../../nbs/exercises/grade.ipynb #932084aa
 def _defining_cell(nb, name, before):
     "The last code cell at or before index `before` that defines `name` (def, class or assignment), or None."
     pat = re.compile(rf"^\s*(?:async\s+def|def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*(?::[^=]*)?=(?!=)", re.M)
@@ -263,7 +264,7 @@ def exercise_outcome(nb, cells, records, exercise, checker_names):
         return ("timed out" if "out of time" in why or "stuck" in why else "error"), _one_line(f"cell {i + 1} did not run: {why}", 500)
     return "not attempted", "no check ran"
 
-# %% ../../nbs/exercises/grade.ipynb #b10e2a49
+# %% ../../nbs/exercises/grade.ipynb #1fcf4e52
 class Row(NamedTuple):
     "One line of the report: a student's result on one exercise."
     student: str
@@ -306,7 +307,7 @@ def grade_submission(sub, lesson, scratch, cell_timeout, notebook_timeout):
     return [Row(sub.student, sub.rel, e, st, scrub(d)) for e in exercises
             for st, d in [exercise_outcome(nb, cells, records, e, names[e])]]
 
-# %% ../../nbs/exercises/grade.ipynb #1fcf4e52
+# %% ../../nbs/exercises/grade.ipynb #f9b7a287
 def _lesson_key(lesson):
     from tinygpt.exercises.core import lesson_exercises
     key = str(lesson).strip()
@@ -361,7 +362,7 @@ def grade(submissions, lesson=None, jobs=1, timeout=120, cell_timeout=None, prog
     finally: _rmtree(scratch)
     return lesson, [r for rows in results for r in rows]
 
-# %% ../../nbs/exercises/grade.ipynb #f9b7a287
+# %% ../../nbs/exercises/grade.ipynb #33302ba9
 SYMBOLS = {"passed": "✓", "failed": "✗", "not attempted": "·", "error": "E", "timed out": "T"}
 FIELDS = list(Row._fields)
 
@@ -387,7 +388,7 @@ def csv_text(rows):
     w.writerow(FIELDS); w.writerows(rows)
     return buf.getvalue()
 
-# %% ../../nbs/exercises/grade.ipynb #067469b8
+# %% ../../nbs/exercises/grade.ipynb #1adc1c64
 _CSS = """body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
 padding:4px 8px;text-align:left;vertical-align:top}td.s{text-align:center}.passed{background:#d7f5dd}.failed{background:#fbd9d3}
 .error{background:#f6e3a8}.timed-out{background:#e8d7f5}.not-attempted{background:#eee}small{color:#555}"""
@@ -412,7 +413,7 @@ def html_report(rows, title="tinygpt grades"):
             f"<h2>Details</h2><table><tr><th>student</th><th>exercise</th><th>status</th><th>detail</th></tr>{details}</table>"
             "</body></html>\n")
 
-# %% ../../nbs/exercises/grade.ipynb #1adc1c64
+# %% ../../nbs/exercises/grade.ipynb #3f18cd21
 def grade_command(submissions, lesson=None, jobs=1, timeout=120, out=None, cell_timeout=None):
     "`tinygpt grade`: grade the notebooks in `submissions`, print the table, write the CSV `out` and an HTML page beside it."
     from tinygpt.data import atomic_write
