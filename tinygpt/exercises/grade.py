@@ -381,11 +381,15 @@ def summary_table(rows):
             "  ".join(f"{v} {k}" for k, v in SYMBOLS.items())]
     return "\n".join(out)
 
+def _no_formula(v):
+    "A spreadsheet would run a cell that starts with = + - @ as a formula: such text (a file name, say) gets a leading '."
+    return "'" + v if v[:1] in ("=", "+", "-", "@") else v
+
 def csv_text(rows):
     "The report as CSV: one row per student and exercise (`FIELDS`)."
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(FIELDS); w.writerows(rows)
+    w.writerow(FIELDS); w.writerows([_no_formula(v) for v in r] for r in rows)
     return buf.getvalue()
 
 # %% ../../nbs/exercises/grade.ipynb #1adc1c64
