@@ -14,11 +14,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-               "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost",
-               "no_proxy": "127.0.0.1,localhost", "PYTHONHASHSEED": "0"}
-DROP_ENV = ("MPLBACKEND", "IN_TEST", "TINYGPT_GRADE_LOG")   # Jupyter's inline backend, not Agg; not nbdev's test mode
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
+from tinygpt.exercises.grade import OFFLINE_ENV, DROP_ENV   # the one definition of "no network", shared with `tinygpt grade`
 
 def run_notebook(path, timeout=600, save=False):
     "Execute `path` top to bottom in its own folder; return (seconds, error or None)."
