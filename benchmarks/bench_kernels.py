@@ -57,10 +57,10 @@ def main(argv=None):
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode: sys.exit(f"variant {v} failed:\n{r.stderr}")
         res[v] = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"  {v:6s} peak extra {res[v]['peak_extra_mb']:8.1f} MB   {res[v]['seconds']:7.3f} s   loss {res[v]['loss']:.6f}   ({res[v]['backend']})")
+        print(f"  {v:6s} peak extra {res[v]['peak_extra_mb']:8.1f} MiB   {res[v]['seconds']:7.3f} s   loss {res[v]['loss']:.6f}   ({res[v]['backend']})")
     logits_mb = a.tokens * a.vocab * 4 / 2**20
     ratio = res["fused"]["peak_extra_mb"] / res["plain"]["peak_extra_mb"]
-    print(f"  full fp32 logits would be {logits_mb:.1f} MB; fused/plain peak memory = {ratio:.2f}x (target <= 0.5x)")
+    print(f"  full fp32 logits would be {logits_mb:.1f} MiB; fused/plain peak memory = {ratio:.2f}x (target <= 0.5x)")
     same = abs(res["fused"]["loss"] - res["plain"]["loss"]) < 1e-4 and abs(res["fused"]["grad_w_norm"] / res["plain"]["grad_w_norm"] - 1) < 1e-4
     print(f"  same loss and grad norm: {same}")
     return res

@@ -32,9 +32,8 @@ def check_count_params(count_params):
             ("vocab 100, block 16, 1 layer, 2 heads, n_embd 8", GPTConfig(vocab_size=100, block_size=16, n_layer=1, n_head=2, n_embd=8, dropout=0.0)),
             ("the 'tiny' preset with 3 layers and block 300", replace(PRESETS["tiny"], n_layer=3, block_size=300))]
     return run_cases([(d, lambda c=c: case(c)) for d, c in cfgs],
-                     "token embedding (the LM head is tied to it: count it once) + position embedding (block_size x n_embd) + "
-                     "per block: 2 LayerNorms (weight and bias), qkv and proj Linear with biases, MLP n_embd -> 4 n_embd -> n_embd "
-                     "with biases; + the final LayerNorm.")
+                     "go part by part as in the lesson's parameter table: which parts grow with vocab_size, which with "
+                     "block_size, and which come once per block? Linear layers and LayerNorms have biases; the head is tied.")
 
 @checker
 def check_cross_entropy_ignore(cross_entropy_ignore):
@@ -51,5 +50,5 @@ def check_cross_entropy_ignore(cross_entropy_ignore):
                       ("N=6, V=50, ignore_index=0 passed explicitly", lambda: case(6, 50, 2, ignore_index=0, seed=2)),
                       ("large logits (x 100)", lambda: case(5, 7, 1, scale=100.0, seed=3)),
                       ("a single row", lambda: case(1, 4, seed=4))],
-                     "mean over the *non-ignored* rows only of -log_softmax(logits)[row, target]; use log_softmax "
-                     "(stable for large logits), not log(softmax).")
+                     "which rows belong in the mean, and which rows' targets are not token ids at all? For logits of 100, "
+                     "check that your log-probabilities stay finite.")
