@@ -12,6 +12,13 @@
 #                  fetched and deleted within each install step, never stored in a layer (see docker/pip-install)
 ARG BASE=python:3.11-slim
 
+# ---- reqs: the dependency lists from pyproject.toml (layers below are rebuilt only when these lists change) ----
+FROM ${BASE} AS reqs
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python3 -c "import tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']; \
+extra = p.get('optional-dependencies', {}); w = lambda name, reqs: open(name, 'w').write('\n'.join(reqs) + '\n'); \
+w('/tmp/api.txt', ['setuptools>=77'] + p['dependencies'] + extra.get('serve', [])); w('/tmp/lab.txt', extra['dev'])"
+
 # ---- deps: a virtual environment with CPU torch and the package's dependencies (`serve` extra) ----
 FROM ${BASE} AS deps
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -28,18 +35,17 @@ COPY docker/pip-install /usr/local/bin/pip-install
 RUN pip-install --index-url "$TORCH_INDEX" "$TORCH_SPEC" \
  && t=$(python3 -c "import os, torch; print(os.path.dirname(torch.__file__))") \
  && rm -rf "$t/test" && find "$t/bin" -type f ! -name torch_shm_manager -delete
-# Only pyproject.toml here, so editing the code does not reinstall the dependencies.
-COPY pyproject.toml /tmp/pyproject.toml
-RUN python3 -c "import tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p.get('optional-dependencies', {}).get('serve', [])))" > /tmp/requirements.txt \
- && pip-install "setuptools>=77" -r /tmp/requirements.txt && rm /tmp/requirements.txt
+# Test suites inside the installed packages (pandas/tests, ...: about 125 MB) are never imported: dropped.
+COPY --from=reqs /tmp/api.txt /tmp/api.txt
+RUN pip-install -r /tmp/api.txt \
+ && find "$VIRTUAL_ENV/lib" -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} +
 
 # ---- lab: JupyterLab with the lessons, for a classroom ----
 FROM deps AS lab
 ARG PIP_SETUP_URL=
-RUN python3 -c "import tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['optional-dependencies']['dev']))" > /tmp/requirements.txt \
- && pip-install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+COPY --from=reqs /tmp/lab.txt /tmp/lab.txt
+RUN pip-install -r /tmp/lab.txt \
+ && find "$VIRTUAL_ENV/lib" -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} +
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY tinygpt ./tinygpt

@@ -19,6 +19,7 @@ BASE_TAG = "tinygpt-base:bookworm"
 BASE_PACKAGES = "python3,python3-venv,ca-certificates"
 API_TAG, LAB_TAG = "tinygpt-test:api", "tinygpt-test:lab"
 LESSON = "00_tokenizer.ipynb"
+PIP_SETUP_PORT = int(os.environ.get("TINYGPT_DOCKER_PIP_PORT", 47615))
 
 def _sh(*cmd, check=True, timeout=1800, **kw):
     "Run a command, capturing text output; a failure shows the command's last output lines."
@@ -105,7 +106,12 @@ def build_args():
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         (d / "wheels").symlink_to(wheels)
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(d)))
+        handler = partial(_QuietHandler, directory=str(d))
+        # A fixed port: build arguments are part of the layer cache keys, so a new URL would rebuild every layer.
+        try: srv = http.server.ThreadingHTTPServer(("127.0.0.1", PIP_SETUP_PORT), handler)
+        except OSError:
+            print(f"\nport {PIP_SETUP_PORT} is taken: the build cache is not used this time")
+            srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         url = f"http://127.0.0.1:{srv.server_address[1]}"
         conf = f"[global]\nfind-links = {url}/wheels/\n"
         if (ca := _host_ca_bundle()):
