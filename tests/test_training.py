@@ -5,7 +5,7 @@ from unittest import mock
 import numpy as np, pytest, torch
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.training import (TrainConfig, Trainer, train, lr_at, decay_groups, save_checkpoint, read_checkpoint,
-                              estimate_loss, LMLoss)
+                              held_out_loss, LMLoss)
 
 CFG = GPTConfig(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
 KW = dict(max_steps=20, batch_size=4, block_size=16, lr=3e-3, warmup_steps=3, dtype="fp32", seed=3, progress=False)
@@ -106,9 +106,23 @@ def test_callbacks_and_estimate_loss(tmp_path, tokens):
     r = train(CFG, tokens, tokens, tmp_path, callbacks=[CB(), fn_seen.append], eval_batches=2, **{**KW, "max_steps": 3})
     assert [m["step"] for m in seen] == [1, 2, 3] == [m["step"] for m in fn_seen]
     assert "val_loss" in seen[-1] and seen[-1]["max_steps"] == 3 and ends[0] is r
-    m = GPT(CFG)
-    assert estimate_loss(m, tokens, 2, 16, 3) == estimate_loss(m, tokens, 2, 16, 3)
-    assert abs(estimate_loss(m, tokens, 2, 16, 3) - math.log(256)) < 0.5
+    assert seen[-1]["val_windows"] == 2 * KW["batch_size"]                     # labelled: the first N windows
+    with torch.no_grad(): assert r.val_loss == pytest.approx(held_out_loss(r.model, tokens, 16, 4, max_windows=8), rel=1e-5)
+
+def test_held_out_loss_counts_every_window_once(tokens):
+    m = GPT(CFG).eval()
+    T, n = 16, (len(tokens) - 1) // 16
+    ids = torch.as_tensor(tokens.astype(np.int64))
+    with torch.no_grad():
+        per = [torch.nn.functional.cross_entropy(m(ids[i * T:(i + 1) * T][None])[0], ids[i * T + 1:(i + 1) * T + 1]).item() for i in range(n)]
+    assert held_out_loss(m, tokens, T, batch_size=7) == pytest.approx(sum(per) / n, rel=1e-5)       # all windows
+    assert held_out_loss(m, tokens, T, max_windows=5) == pytest.approx(sum(per[:5]) / 5, rel=1e-5)  # the first 5
+    assert held_out_loss(m, tokens, T, max_windows=10**6) == held_out_loss(m, tokens, T)            # capped at n
+    assert held_out_loss(m, list(tokens[:40]), T) == pytest.approx(sum(per[:2]) / 2, rel=1e-5)      # lists too
+    m.train(); held_out_loss(m, tokens, T, max_windows=2); assert m.training                        # mode restored
+    for bad in (dict(max_windows=0), dict(batch_size=0), dict(block_size=2.5)):
+        with pytest.raises(ValueError, match="positive integer"): held_out_loss(m, tokens, **{"block_size": T, **bad})
+    with pytest.raises(ValueError, match="more than"): held_out_loss(m, tokens[:16], T)
 
 def test_loss_wrapper_matches_model(tokens):
     m = GPT(CFG).eval()

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .model import GPT, GPTConfig, PRESETS
 
 # %% auto #0
-__all__ = ['lr_at', 'decay_groups', 'pick_device', 'bf16_supported', 'resolve_dtype', 'autocast', 'LMLoss', 'estimate_loss',
+__all__ = ['lr_at', 'decay_groups', 'pick_device', 'bf16_supported', 'resolve_dtype', 'autocast', 'LMLoss', 'held_out_loss',
            'save_checkpoint', 'read_checkpoint', 'setup_distributed', 'TrainConfig', 'as_tokens', 'TrainResult',
            'Trainer', 'model_config', 'train', 'LivePlot']
 
@@ -95,17 +95,27 @@ class LMLoss(nn.Module):
 
 # %% ../nbs/08_training.ipynb #c40e5541
 @torch.no_grad()
-def estimate_loss(model, tokens, batch_size=8, block_size=None, n_batches=10, seed=0, device="cpu", dtype=torch.float32):
-    "Mean cross-entropy of `model` on `n_batches` fixed random windows of `tokens`."
-    block_size = block_size or model.config.block_size
-    was_training = model.training; model.eval()
-    g, total = torch.Generator().manual_seed(seed), 0.0
-    for _ in range(n_batches):
-        x, y = get_batch(tokens, batch_size, block_size, generator=g, device=device)
-        with autocast(device, dtype): logits = model(x)                                 # (B, T, V)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()).item()
-    model.train(was_training)
-    return total / n_batches
+def held_out_loss(model, tokens, block_size=None, batch_size=16, max_windows=None, device=None) -> float:
+    "Mean cross-entropy per token of `model` over the non-overlapping windows of `tokens` (only the first `max_windows` if given)."
+    if hasattr(tokens, "tokens"): tokens = tokens.tokens                          # a TokenFile
+    T = block_size or model.config.block_size
+    for name, v in (("block_size", T), ("batch_size", batch_size), ("max_windows", max_windows)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    n = (len(tokens) - 1) // T                                                    # windows that have a next token
+    if n < 1: raise ValueError(f"need more than block_size={T} tokens to measure a loss, got {len(tokens)}")
+    if max_windows is not None: n = min(n, max_windows)
+    ids = torch.as_tensor(np.asarray(tokens[:n * T + 1], dtype=np.int64))        # (n*T + 1,)
+    x, y = ids[:-1].view(n, T), ids[1:].view(n, T)                                # (n, T) each
+    device = device or next(model.parameters()).device
+    was_training, total = model.training, 0.0
+    model.eval()
+    try:
+        for i in range(0, n, batch_size):
+            logits = model(x[i:i + batch_size].to(device))                       # (b, T, V)
+            total += F.cross_entropy(logits.flatten(0, 1).float(), y[i:i + batch_size].flatten().to(device), reduction="sum").item()
+    finally: model.train(was_training)
+    return total / (n * T)
 
 # %% ../nbs/08_training.ipynb #a74fe84a
 def save_checkpoint(state, path):
@@ -161,7 +171,7 @@ class TrainConfig:
     fused_ce: bool = True           # chunked linear + cross-entropy (lesson 07) instead of full logits
     device: str | None = None       # None: cuda > mps > cpu
     eval_every: int = 0             # evaluate every N steps (and at max_steps) when eval data is given; 0: only at the end
-    eval_batches: int = 10          # batches per evaluation
+    eval_batches: int = 10          # val_loss: the first eval_batches * batch_size held-out windows
     ckpt_every: int = 0             # checkpoint every N steps; always at the end (or at stop_at)
     seed: int = 1337
     stop_at: int | None = None      # stop (with a checkpoint) after this step, as if interrupted
@@ -244,12 +254,18 @@ class Trainer:
         self.step_fn = self.ddp or self.loss_fn
         if c.compile: self.step_fn = torch.compile(self.step_fn)
 
+    @property
+    def val_windows(self):
+        "How many held-out windows `val_loss` averages over (the first ones of the eval tokens)."
+        return min(self.cfg.eval_batches * self.cfg.batch_size, (len(self.eval_tokens) - 1) // self.block_size)
+
     def lr_at(self, step): return lr_at(step, self.cfg.lr, self.cfg.warmup, self.cfg.max_steps, self.cfg.final_lr)
 
     def evaluate(self):
-        "Held-out loss on `eval_batches` fixed batches."
+        "Held-out loss on the first `eval_batches * batch_size` windows of the eval tokens (a fixed subset)."
         c = self.cfg
-        return estimate_loss(self.model, self.eval_tokens, c.batch_size, self.block_size, c.eval_batches, c.seed, self.device, self.dtype)
+        with autocast(self.device, self.dtype):
+            return held_out_loss(self.model, self.eval_tokens, self.block_size, c.batch_size, c.eval_batches * c.batch_size, self.device)
 
     def state_dict(self):
         "Everything needed to continue exactly. Collective under DDP: every rank calls it (it gathers their RNG states)."
@@ -323,7 +339,8 @@ class Trainer:
             while self.step < stop:
                 m = self.train_step()
                 due = self.step == c.max_steps or (c.eval_every and self.step % c.eval_every == 0)
-                if main and due and self.eval_tokens is not None: self.val_loss = m["val_loss"] = self.evaluate()
+                if main and due and self.eval_tokens is not None:
+                    self.val_loss = m["val_loss"] = self.evaluate(); m["val_windows"] = self.val_windows
                 if self.step == stop or (c.ckpt_every and self.step % c.ckpt_every == 0): self.save()
                 history.append(m)
                 if not main: continue
