@@ -151,30 +151,38 @@ class _Container:
 def _has_serve(image):
     return _sh("docker", "run", "--rm", "--network", "none", image, "tinygpt", "serve", "--help", check=False).returncode == 0
 
+def _serve_command(image):
+    "`tinygpt serve` on 127.0.0.1:$PORT, or (a package whose CLI has no serve yet) `tinygpt.serve.run_server`."
+    if _has_serve(image): return 'exec tinygpt serve --host 127.0.0.1 --port "$PORT"'
+    probe = _sh("docker", "run", "--rm", "--network", "none", image, "python", "-c", "import tinygpt.serve", check=False)
+    if probe.returncode: return None
+    print("\nnote: the CLI has no `serve` yet; the image is checked with tinygpt.serve.run_server")
+    return ('exec python -c "import os; from tinygpt.serve import run_server; '
+            'run_server(host=\'127.0.0.1\', port=int(os.environ[\'PORT\']))"')
+
 def test_api_image_serves_the_bundled_model(api_image):
-    assert int(_sh("docker", "image", "inspect", "-f", "{{.Size}}", api_image).stdout) < 1.5e9
-    if not _has_serve(api_image):
+    size = int(_sh("docker", "image", "inspect", "-f", "{{.Size}}", api_image).stdout)
+    assert size < 1.5e9, f"{size / 1e9:.2f} GB"
+    if not (serve := _serve_command(api_image)):
         out = _sh("docker", "run", "--rm", "--network", "none", api_image, "tinygpt", "generate", "--prompt",
                   "Once upon a time", "--max-new-tokens", "8", "--seed", "0").stdout
         assert out.startswith("Once upon a time") and len(out) > len("Once upon a time")
-        pytest.skip("`tinygpt serve` is not in this package yet: checked `tinygpt generate` in the image instead")
+        pytest.skip("no tinygpt.serve in this package yet: checked `tinygpt generate` in the image instead")
     port = _free_port()
-    # The image's own command, with its port setting, on the loopback address of the host network.
-    with _Container(api_image, "sh", "-c", 'exec tinygpt serve --host 127.0.0.1 --port "$PORT"',
-                    env={"PORT": port}) as c:
+    # The image's command with its port setting, on the loopback address of the host network.
+    with _Container(api_image, "sh", "-c", serve, env={"PORT": port}) as c:
         startup = _wait_http(f"http://127.0.0.1:{port}/health", c.name)
         print(f"\napi container: first /health after {startup:.1f} s")
         status, ctype, body = _get(f"http://127.0.0.1:{port}/health")
-        assert status == 200 and "json" in ctype and json.loads(body)
+        health = json.loads(body)
+        assert status == 200 and "json" in ctype and health["status"] == "ok" and "default" in health["models"]
         req = json.dumps({"prompt": "Once upon a time", "max_new_tokens": 8, "seed": 0}).encode()
         status, ctype, body = _get(f"http://127.0.0.1:{port}/generate", {"Content-Type": "application/json"}, req,
-                                   timeout=60)
-        assert status == 200, body
+                                   timeout=120)
         out = json.loads(body)
-        texts = [v for v in out.values() if isinstance(v, str)] if isinstance(out, dict) else []
-        assert any(len(t) > 0 for t in texts), out
+        assert status == 200 and isinstance(out["text"], str) and 1 <= out["n_tokens"] <= 8, out
         status, ctype, body = _get(f"http://127.0.0.1:{port}/")
-        assert status == 200 and "text/html" in ctype and b"<html" in body.lower()
+        assert status == 200 and "text/html" in ctype and b"<textarea" in body.lower()
 
 def test_lab_image_opens_a_lesson(lab_image):
     port, token = _free_port(), secrets.token_hex(16)
