@@ -219,6 +219,24 @@ def _secret_needles():
         needles.update(lines[len(lines) // 2:len(lines) // 2 + 1])  # one line from the middle of each certificate
     return needles
 
+def _leaks(image):
+    "Files of `image` that hold build-time pip settings or this machine's CA bundle (or its local certificates)."
+    ca = _host_ca_bundle()
+    host_ca = hashlib.sha256(ca.read_bytes()).hexdigest() if ca else None
+    needles, found = _secret_needles(), []
+    cid = _sh("docker", "create", image).stdout.strip()
+    try:
+        export = subprocess.Popen(["docker", "export", cid], stdout=subprocess.PIPE)
+        with tarfile.open(fileobj=export.stdout, mode="r|") as tar:
+            for m in tar:
+                if "pip-setup" in m.name or m.name.endswith("pip.conf"): found.append(m.name)
+                if not m.isfile() or m.size > 50e6 or m.name.endswith((".so", ".whl")) and m.size > 1e6: continue
+                data = tar.extractfile(m).read()
+                if hashlib.sha256(data).hexdigest() == host_ca or any(n in data for n in needles): found.append(m.name)
+        assert export.wait() == 0
+    finally: _sh("docker", "rm", cid, check=False)
+    return found
+
 @pytest.mark.parametrize("which", ["api", "lab"])
 def test_images_hold_no_build_secrets(which, request):
     image = request.getfixturevalue(f"{which}_image")
@@ -226,23 +244,17 @@ def test_images_hold_no_build_secrets(which, request):
     assert "BEGIN CERTIFICATE" not in history and "cert =" not in history
     env = json.loads(_sh("docker", "image", "inspect", "-f", "{{json .Config.Env}}", image).stdout)
     assert not [e for e in env if re.match(r"(PIP_|SSL_|REQUESTS_CA|CURL_CA)", e)], env
-    ca = _host_ca_bundle()
-    host_ca = hashlib.sha256(ca.read_bytes()).hexdigest() if ca else None
-    needles = _secret_needles()
-    cid = _sh("docker", "create", image).stdout.strip()
-    try:
-        export = subprocess.Popen(["docker", "export", cid], stdout=subprocess.PIPE)
-        found = []
-        with tarfile.open(fileobj=export.stdout, mode="r|") as tar:
-            for m in tar:
-                if "pip-setup" in m.name or m.name.endswith("pip.conf"): found.append(m.name)
-                if not m.isfile() or m.size > 50e6 or m.name.endswith((".so", ".whl")) and m.size > 1e6: continue
-                data = tar.extractfile(m).read()
-                if (m.name.endswith((".crt", ".pem")) and hashlib.sha256(data).hexdigest() == host_ca
-                        or any(n in data for n in needles)): found.append(m.name)
-        assert export.wait() == 0
-    finally: _sh("docker", "rm", cid, check=False)
-    assert not found, f"build-time files or secrets in the image: {found[:10]}"
+    assert not (found := _leaks(image)), f"build-time files or secrets in the image: {found[:10]}"
+
+def test_the_secret_scan_finds_a_copied_ca_bundle(base_image):
+    "The scan above can fail: an image with this machine's CA bundle copied in is caught."
+    if not (ca := _host_ca_bundle()): pytest.skip("no CA bundle on this machine")
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy(ca, Path(d) / "bundle.pem")
+        (Path(d) / "Dockerfile").write_text(f"FROM {base_image}\nCOPY bundle.pem /usr/share/misc/bundle.pem\n")
+        _sh("docker", "build", "-q", "-t", "tinygpt-test:leak", d)
+    try: assert [n for n in _leaks("tinygpt-test:leak") if n.endswith("usr/share/misc/bundle.pem")]
+    finally: _sh("docker", "rmi", "tinygpt-test:leak", check=False)
 
 # ---- compose.yaml, with Compose v2 (`docker compose`) and Debian's docker-compose 1.29, whichever are here ----
 def _composes():
