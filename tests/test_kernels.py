@@ -3,7 +3,7 @@ import subprocess, sys, warnings
 from types import SimpleNamespace
 import pytest, torch, torch.nn.functional as F
 import tinygpt.kernels as K
-from tinygpt.moe import Expert, MoE, validate_moe_config
+from tinygpt.moe import Expert, MoE, validate_moe_config, silu_mul
 
 @pytest.fixture(autouse=True)
 def fresh_kernels(monkeypatch):
@@ -106,6 +106,8 @@ def test_liger_calls_use_liger_signatures(monkeypatch):
     monkeypatch.setattr(K, "_liger", fake_liger(SiLUMul, FLCE))
     monkeypatch.setattr(K, "_use_liger", lambda t: True)
     e = Expert(8, 16)
+    assert e.glu is silu_mul                                   # plain PyTorch until switched explicitly
+    K.use_fused_swiglu(e)
     assert list(e.state_dict()) == ["gate_proj.weight", "up_proj.weight", "down_proj.weight"]
     x = torch.randn(3, 8)
     torch.testing.assert_close(e(x), e.down_proj(F.silu(e.gate_proj(x)) * e.up_proj(x)))
@@ -128,10 +130,11 @@ def test_chunked_matches_plain_bf16_and_weight_only_grad():
     torch.testing.assert_close(wb.grad.float(), wf.grad, rtol=2e-2, atol=1e-3)
 
 def test_moe_config_errors():
-    for n, k, msg in [(2, 3, "larger than n_experts"), (-1, 1, ">= 0"), (4, 0, ">= 1"), (2.5, 1, "integer")]:
+    for n, k, msg in [(2, 3, "larger than n_experts"), (-1, 1, "between 1"), (0, 1, "between 1"), (4, 0, ">= 1"), (2.5, 1, "integer")]:
         with pytest.raises(ValueError, match=msg): validate_moe_config(n, k)
-    validate_moe_config(0, 5)                                   # dense: top_k is not used
-    with pytest.raises(ValueError, match="n_experts >= 1"): MoE(8, 0, 1, 16)
+    with pytest.raises(ValueError, match="router_noise"): validate_moe_config(4, 2, -5)
+    with pytest.raises(ValueError, match="n_experts must be between 1"): MoE(8, 0, 1, 16)
+    with pytest.raises(ValueError, match="router_noise"): MoE(8, 4, 2, 16, noise=float("nan"))
 
 def test_moe_under_bf16_autocast():
     "Under autocast the experts return bf16 while the layer input is float32: the dispatch must still combine them."
@@ -145,7 +148,8 @@ def test_moe_under_bf16_autocast():
 
 def test_tiny_moe_model_loss_includes_aux():
     from dataclasses import replace
-    from tinygpt.model import GPT, PRESETS
+    from tinygpt.model import GPT
+    from tinygpt.moe import PRESETS
     torch.manual_seed(0)
     cfg = replace(PRESETS["tiny-moe"], vocab_size=256, n_layer=2, moe_aux_coef=0.01, moe_z_coef=0.001)
     m = GPT(cfg)
@@ -154,3 +158,100 @@ def test_tiny_moe_model_loss_includes_aux():
     aux = sum(b.mlp.aux_loss for b in m.blocks)
     torch.testing.assert_close(loss, F.cross_entropy(logits.view(-1, 256), idx.view(-1)) + aux)
     assert all(b.mlp.last_routing.shape == (2, 8, 2) for b in m.blocks)
+
+def test_use_fused_swiglu_switches_every_expert_and_back():
+    from tinygpt.model import GPT
+    from tinygpt.moe import PRESETS
+    from dataclasses import replace
+    m = GPT(replace(PRESETS["tiny-moe"], vocab_size=64, n_layer=2))
+    experts = [x for x in m.modules() if isinstance(x, Expert)]
+    assert len(experts) == 8 and all(e.glu is silu_mul for e in experts)
+    keys = list(m.state_dict())
+    assert K.use_fused_swiglu(m) is m and all(e.glu is K.swiglu for e in experts)
+    assert list(m.state_dict()) == keys                                  # no parameter or buffer changes
+    K.use_fused_swiglu(m, enabled=False); assert all(e.glu is silu_mul for e in experts)
+
+def test_learning_order_of_imports():
+    "A module never imports a module of a later lesson (lazy imports inside functions included)."
+    import ast, tinygpt
+    from pathlib import Path
+    order = ["tokenizer", "data", "attention", "layers", "model", "generate", "moe", "kernels"]
+    pkg = Path(tinygpt.__file__).parent
+    for i, name in enumerate(order):
+        tree = ast.parse((pkg / f"{name}.py").read_text())
+        used = {n.module.split(".")[-1] if n.module != "tinygpt" else a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                and (n.level or n.module.startswith("tinygpt")) for a in n.names}
+        used |= {a.name.split(".")[1] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name.startswith("tinygpt.")}
+        later = used & set(order[i + 1:])
+        assert not later, f"tinygpt.{name} imports later lessons' modules: {sorted(later)}"
+
+def patched(m): return [x for x in m.modules() if "forward" in vars(x)]
+
+def small_model(**kw):
+    from tinygpt.model import GPT
+    from tinygpt.moe import config_from_dict
+    torch.manual_seed(0)
+    return GPT(config_from_dict(dict(vocab_size=512, block_size=12, n_layer=2, n_head=2, n_embd=32, dropout=0.1, **kw))).eval()
+
+@pytest.mark.parametrize("kw", [{}, {"n_experts": 4, "top_k_experts": 2, "expert_hidden": 32}])
+def test_fast_decoding_matches_plain_and_cleans_up(kw):
+    from tinygpt.generate import generate
+    m, x = small_model(**kw), torch.randint(0, 512, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        plain = m(x)
+        with K.fast_decoding(m):
+            assert len(patched(m)) == sum(isinstance(l, torch.nn.Linear) for l in m.modules())
+            fast = m(x)
+            with K.fast_decoding(m): pass                                # nested: the outer patches stay
+            assert patched(m)
+    assert torch.allclose(fast, plain, atol=1e-5) and not patched(m)
+    with K.fast_decoding(m): a = generate(m, x, 15, temperature=0, stop_at_eot=False)
+    assert torch.equal(a, generate(m, x, 15, temperature=0, stop_at_eot=False)) and not patched(m)
+    with pytest.raises(ZeroDivisionError):
+        with K.fast_decoding(m): 1 / 0
+    assert not patched(m)                                              # an error inside leaves the model plain
+
+def test_fast_decoding_overlapping_threads():
+    import threading
+    m, errors, barrier = small_model(), [], threading.Barrier(3)
+    def work():
+        try:
+            barrier.wait()
+            for _ in range(20):
+                with K.fast_decoding(m): m(torch.randint(0, 512, (1, 3)))
+        except Exception as e: errors.append(e)
+    ts = [threading.Thread(target=work) for _ in range(3)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert not errors and not patched(m) and not K._FAST
+
+def test_fast_decoding_switched_off(monkeypatch):
+    import types
+    m = small_model()
+    monkeypatch.setenv("TINYGPT_KERNELS", "torch")
+    with K.fast_decoding(m): assert not patched(m)
+    monkeypatch.delenv("TINYGPT_KERNELS")
+    compiled_like = types.SimpleNamespace(_orig_mod=m, modules=m.modules)   # what torch.compile returns looks like this
+    with K.fast_decoding(compiled_like): assert not patched(m)
+
+def test_fast_linear_takes_onednn_only_where_safe(monkeypatch):
+    calls = []
+    monkeypatch.setattr(K, "onednn_linear", lambda x, w, b=None: calls.append(tuple(x.shape)) or F.linear(x, w, b))
+    w = torch.randn(8, 4)
+    with torch.no_grad():
+        for x in (torch.randn(2, 3, 4), torch.randn(4), torch.randn(33, 4), torch.randn(0, 4)):
+            assert torch.allclose(K.fast_linear(x, w), F.linear(x, w))
+        K.fast_linear(torch.randn(1, 4).double(), w.double())           # float64: F.linear
+    y = K.fast_linear(torch.randn(1, 4), w.clone().requires_grad_())    # autograd on: F.linear, which has a backward
+    assert y.requires_grad
+    assert calls == ([(2, 3, 4), (4,)] if K.onednn_ok() else [])
+    calls.clear(); monkeypatch.setenv("TINYGPT_KERNELS", "torch")
+    with torch.no_grad(): K.fast_linear(torch.randn(1, 4), w)
+    assert calls == []
+    monkeypatch.delenv("TINYGPT_KERNELS"); monkeypatch.setattr(K, "onednn_ok", lambda: False)
+    with torch.no_grad(): K.fast_linear(torch.randn(1, 4), w)
+    assert calls == []
+
+@pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is part of PyTorch's x86 wheels")
+def test_onednn_is_usable_on_x86():
+    assert K.onednn_ok()                                               # else fast_decoding silently loses its fast path
