@@ -7,13 +7,14 @@ import huggingface_hub.constants as hub_constants
 import tinygpt.hub as hub
 from tinygpt.hub import (CheckpointError, OfflineError, HubGPT, save_pretrained, load_checkpoint, from_pretrained,
                          load_default, write_model_card, as_hub, course_key, to_published, PUBLISHED_FILES)
-from tinygpt.model import GPT, GPTConfig, PRESETS
+from tinygpt.model import GPT, GPTConfig
+from tinygpt.moe import MoEConfig, PRESETS
 
 REFERENCE = Path(hub.__file__).parent / "assets" / "reference" / "state_dicts.json"      # shipped with the package
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed_state_dicts.json"
 # Small models in the published layout: heads are in no tensor's shape, so loading them needs config=.
 SMALL = {"tinygpt": GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=8, n_embd=64, dropout=0.1),
-         "tinygpt-moe": GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=8, n_embd=64, dropout=0.1,
+         "tinygpt-moe": MoEConfig(vocab_size=320, block_size=32, n_layer=2, n_head=8, n_embd=64, dropout=0.1,
                                   n_experts=4, top_k_experts=2, expert_hidden=96)}
 
 @pytest.fixture(autouse=True)

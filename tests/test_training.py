@@ -4,6 +4,7 @@ from pathlib import Path
 from unittest import mock
 import numpy as np, pytest, torch
 from tinygpt.model import GPT, GPTConfig
+from tinygpt.moe import MoEConfig
 from tinygpt.training import (TrainConfig, Trainer, train, lr_at, decay_groups, save_checkpoint, read_checkpoint,
                               held_out_loss, LMLoss)
 
@@ -97,7 +98,7 @@ def test_errors(tmp_path, tokens):
     with pytest.raises(ValueError, match="dtype"): train(CFG, tokens, out_dir=tmp_path, **{**KW, "dtype": "fp8"})
     with pytest.raises(ValueError, match="block_size"): train(CFG, tokens, out_dir=tmp_path, **{**KW, "block_size": 64})
 
-def test_callbacks_and_estimate_loss(tmp_path, tokens):
+def test_callbacks_and_val_loss(tmp_path, tokens):
     seen, ends = [], []
     class CB:
         def on_step(self, m): seen.append(m)
@@ -138,7 +139,7 @@ def test_moe_aux_loss_is_in_the_training_loss(tmp_path, tokens):
     with mock.patch.object(m, "aux_loss", lambda: torch.tensor(1.5)):
         torch.testing.assert_close(LMLoss(m, fused_ce=False)(x, y), base + 1.5)
         torch.testing.assert_close(LMLoss(m, fused_ce=True)(x, y), base + 1.5, atol=1e-4, rtol=1e-4)
-    moe = GPTConfig(vocab_size=256, block_size=32, n_layer=1, n_head=2, n_embd=32, n_experts=2, top_k_experts=1, expert_hidden=32)
+    moe = MoEConfig(vocab_size=256, block_size=32, n_layer=1, n_head=2, n_embd=32, n_experts=2, top_k_experts=1, expert_hidden=32)
     r = train(moe, tokens, None, tmp_path, **{**KW, "max_steps": 2})
     assert r.step == 2 and math.isfinite(r.loss)
 

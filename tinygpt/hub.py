@@ -22,7 +22,8 @@ from huggingface_hub import PyTorchModelHubMixin, ModelCard, ModelCardData, hf_h
 from huggingface_hub.errors import (LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
                                     RevisionNotFoundError, EntryNotFoundError, HfHubHTTPError)
 import tinygpt
-from .model import GPT, GPTConfig, PRESETS
+from .model import GPT, GPTConfig
+from .moe import PRESETS, config_from_dict, is_moe
 from .data import atomic_write, _umask
 from .training import load_weights_only
 
@@ -85,7 +86,7 @@ class HubGPT(GPT, PyTorchModelHubMixin, library_name="tinygpt", license="apache-
         return load_checkpoint(folder).to(map_location)
 
 # %% ../nbs/09_hub.ipynb #5ca2c502
-def _arch(cfg): return "tinygpt-moe" if cfg.n_experts else "tinygpt"
+def _arch(cfg): return "tinygpt-moe" if is_moe(cfg) else "tinygpt"
 
 def model_card_text(config=None, *, title="A tinygpt model", data=None, steps=None, held_out_loss=None,
                     license="apache-2.0", **facts):
@@ -96,7 +97,7 @@ def model_card_text(config=None, *, title="A tinygpt model", data=None, steps=No
     if config is not None:
         c = config
         with torch.device("meta"): n = GPT(c).n_params()
-        kind = f"{c.n_experts} experts, top-{c.top_k_experts}" if c.n_experts else "dense"
+        kind = f"{c.n_experts} experts, top-{c.top_k_experts}" if is_moe(c) else "dense"
         rows += [("Architecture", f"{_arch(c)} ({kind}): {c.n_layer} layers, width {c.n_embd}, {c.n_head} heads, "
                                   f"context {c.block_size}, vocab {c.vocab_size}"), ("Parameters", f"{n:,}")]
     if isinstance(held_out_loss, (int, float)): held_out_loss = f"{held_out_loss:.4f} (perplexity {torch.tensor(float(held_out_loss)).exp():.2f})"
@@ -206,7 +207,7 @@ def _read_config(path):
     return _config_from(d, path)
 
 def _config_from(d, path):
-    try: return GPTConfig.from_dict(d)
+    try: return config_from_dict(d)                       # the one config reader (lesson 06)
     except (TypeError, ValueError) as e: _fail(f"{path}: bad config ({e})")
 
 # %% ../nbs/09_hub.ipynb #f83e32d4
