@@ -202,6 +202,9 @@ def test_lab_image_opens_a_lesson(lab_image):
         # the kernel has the package: the lessons' imports resolve inside the image
         r = _sh("docker", "exec", c.name, "python", "-c", "import tinygpt.model, tinygpt.data, fastcore, nbdev")
         assert r.returncode == 0
+        # and the lesson runs top to bottom in the container's kernel (a copy, so the lesson itself stays as shipped)
+        _sh("docker", "exec", c.name, "sh", "-c", f"cp {LESSON} /tmp/run.ipynb && jupyter nbconvert --to notebook "
+            "--execute --ExecutePreprocessor.timeout=300 /tmp/run.ipynb --output /tmp/ran.ipynb", timeout=600)
 
 @pytest.mark.parametrize("which", ["api", "lab"])
 def test_images_run_as_a_normal_user(which, request):
