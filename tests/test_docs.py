@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
 BIN = Path(sys.executable).parent
 LESSONS = ["00_tokenizer", "01_data", "02_attention", "03_layers", "04_model", "05_generate", "06_moe", "07_kernels",
-           "08_training", "09_hub", "10_widgets", "11_cli"]
+           "08_training", "09_hub", "10_widgets", "13_cli"]
 README_HEADER = "<!-- Made from nbs/index.ipynb by `python tests/test_docs.py`: edit that notebook, not this file. -->\n\n"
 
 def index_to_readme(nb_path=NBS / "index.ipynb"):

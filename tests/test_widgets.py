@@ -3,6 +3,7 @@ import json, math, threading, time
 from pathlib import Path
 import pytest, torch, torch.nn.functional as F
 from tinygpt.model import GPT, GPTConfig
+from tinygpt.moe import MoEConfig
 from tinygpt.tokenizer import get_tokenizer
 import tinygpt.widgets as wg
 from tinygpt.widgets import (SamplingPanel, LookInsidePanel, TrainingDashboard, top_candidates, expert_histogram,
@@ -15,7 +16,8 @@ def tok(): return get_tokenizer()
 
 def _tiny(tok, **kw):
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=32, dropout=0.0, **kw)).eval()
+    Config = MoEConfig if kw else GPTConfig
+    return GPT(Config(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=32, dropout=0.0, **kw)).eval()
 
 @pytest.fixture(scope="module")
 def dense(tok): return _tiny(tok)
@@ -122,7 +124,7 @@ def test_panel_generate_streams_a_story(dense, tok):
 
 def test_output_updates_token_by_token(dense, tok, monkeypatch):
     stream, _ = _slow_stream(delay=0)
-    monkeypatch.setattr(wg, "_sampler", lambda: stream)
+    monkeypatch.setattr(wg, "stream", stream)
     panel = SamplingPanel(dense, tok, prompt="Hello")
     panel.max_new_tokens.value = 6
     seen = []
@@ -132,13 +134,13 @@ def test_output_updates_token_by_token(dense, tok, monkeypatch):
 
 def test_panel_passes_slider_values_to_stream(dense, tok, monkeypatch):
     stream, calls = _slow_stream(delay=0)
-    monkeypatch.setattr(wg, "_sampler", lambda: stream)
+    monkeypatch.setattr(wg, "stream", stream)
     panel = SamplingPanel(dense, tok, prompt="A dog")
     panel.temperature.value, panel.top_k.value, panel.top_p.value, panel.max_new_tokens.value = 0.5, 0, 1.0, 7
     panel.generate()
     c = calls[-1]
     assert (c["temperature"], c["top_k"], c["top_p"], c["max_new_tokens"]) == (0.5, None, None, 7)
-    assert c["idx"].tolist() == [tok.encode("A dog")] and isinstance(c["generator"], torch.Generator)
+    assert list(c["idx"]) == tok.encode("A dog") and isinstance(c["generator"], torch.Generator)
     assert panel.text == "A dog" + " la" * 7 and panel.n_tokens == 7
     panel.top_k.value, panel.top_p.value = 40, 0.9
     panel.generate()
@@ -146,7 +148,7 @@ def test_panel_passes_slider_values_to_stream(dense, tok, monkeypatch):
 
 def test_stop_during_a_threaded_run(dense, tok, monkeypatch):
     stream, _ = _slow_stream(delay=0.02)
-    monkeypatch.setattr(wg, "_sampler", lambda: stream)
+    monkeypatch.setattr(wg, "stream", stream)
     panel = SamplingPanel(dense, tok)
     panel.max_new_tokens.value = 400
     panel.generate_button.click()                                   # the button: runs on a thread
@@ -163,13 +165,13 @@ def test_stop_during_a_threaded_run(dense, tok, monkeypatch):
 
 def test_end_of_text_ends_the_story(dense, tok, monkeypatch):
     def stream(model, idx, n, **kw): yield from tok.encode(" The end.") + [tok.eot_id] + tok.encode(" more")
-    monkeypatch.setattr(wg, "_sampler", lambda: stream)
+    monkeypatch.setattr(wg, "stream", stream)
     panel = SamplingPanel(dense, tok, prompt="Hi.")
     assert panel.generate() == "Hi. The end." and "end of story" in panel.status.value
 
 def test_errors_show_in_the_panel(dense, tok, monkeypatch):
     def stream(model, idx, n, **kw): raise ValueError("top_p must be in (0, 1]")
-    monkeypatch.setattr(wg, "_sampler", lambda: stream)
+    monkeypatch.setattr(wg, "stream", stream)
     panel = SamplingPanel(dense, tok)
     with pytest.raises(ValueError): panel.generate()                 # from code: raised
     th = panel.generate(wait=False); th.join(10)                     # from the button: shown, not raised
@@ -241,8 +243,30 @@ def test_dashboard_as_a_trainer_callback(tok, tmp_path):
     assert dash.image.value[:4] == b"\x89PNG"
 
 def test_committed_notebook_has_no_widget_state():
+    "Widget views may be in the outputs (the panels are shown), but not the widgets' saved state (large, and stale)."
     nb = json.loads((ROOT / "nbs" / "10_widgets.ipynb").read_text())
     assert "widgets" not in nb.get("metadata", {}), "widget state saved in nbs/10_widgets.ipynb: run nbdev-clean / clear it"
-    for c in nb["cells"]:
-        for o in c.get("outputs", []):
-            assert "application/vnd.jupyter.widget-view+json" not in o.get("data", {}), "a widget output is saved in the notebook"
+
+def _export_cells(path):
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "code" and "".join(c["source"]).lstrip().startswith("#| export")]
+
+def test_lesson_grows_its_classes_in_small_cells():
+    cells = _export_cells(ROOT / "nbs" / "10_widgets.ipynb")
+    assert cells and max(len(c.splitlines()) for c in cells) <= 60
+    assert sum("@patch" in c and "SamplingPanel" in c for c in cells) >= 2, "SamplingPanel is built up with @patch steps"
+
+def test_attention_from_qkv_is_the_softmax_of_scaled_scores(tok):
+    "An independent check of the identity-values trick: softmax(q k^T / sqrt(d)) with the causal mask."
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(1, 7, 3 * 16, generator=g)
+    got = wg.attention_from_qkv(qkv, n_head=2)                       # (2, 7, 7)
+    q, k = qkv[0, :, :16].view(7, 2, 8).transpose(0, 1), qkv[0, :, 16:32].view(7, 2, 8).transpose(0, 1)
+    s = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(torch.ones(7, 7, dtype=torch.bool).triu(1), float("-inf"))
+    torch.testing.assert_close(got, s.softmax(-1), atol=1e-5, rtol=1e-4)
+
+def test_figures_display_as_images(moe, tok):
+    ins = look_inside(moe, tok, "Once upon a time", k=3)
+    for fig in (wg.plot_candidates(ins), wg.plot_attention(ins), wg.plot_routing(ins)):
+        img = wg.as_image(fig)
+        assert img.data[:4] == b"\x89PNG" and img.format == "png"

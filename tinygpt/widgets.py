@@ -6,15 +6,20 @@ Docs: https://tinygpt-course.github.io/tinygpt/widgets.html.md"""
 
 # %% auto #0
 __all__ = ['PUBLISHED', 'DEFAULT_CHOICE', 'FOLDER_CHOICE', 'top_candidates', 'probe', 'attention_from_qkv', 'attention_maps',
-           'expert_histogram', 'Insight', 'look_inside', 'plot_candidates', 'plot_attention', 'plot_routing', 'fig_png',
-           'hub_reachable', 'load_choice', 'SamplingPanel', 'LookInsidePanel', 'plot_history', 'TrainingDashboard']
+           'expert_histogram', 'Insight', 'look_inside', 'plot_candidates', 'fig_png', 'as_image', 'plot_attention',
+           'plot_routing', 'hub_reachable', 'load_choice', 'SamplingPanel', 'LookInsidePanel', 'plot_history',
+           'TrainingDashboard']
 
 # %% ../nbs/10_widgets.ipynb #0da4ce6c
 import html, io, math, os, socket, threading, time
 from dataclasses import dataclass
 import torch, torch.nn.functional as F
 import ipywidgets as W
+from fastcore.basics import patch
+from IPython.display import Image
 from matplotlib.figure import Figure
+from .generate import stream
+from .moe import is_moe
 from .tokenizer import get_tokenizer
 
 # %% ../nbs/10_widgets.ipynb #6fa39f4c
@@ -55,15 +60,14 @@ def probe(model, idx):
         routing = torch.stack([l.reshape(-1, k) if torch.is_tensor(l) and l.numel() == r.numel() else r for l, r in zip(kept, from_router)])
     return logits[0], qkvs, routing                                         # (T, V), list of (1, T, 3C), (n_layer, T, k)
 
+# %% ../nbs/10_widgets.ipynb #7a4c01e9
 def attention_from_qkv(qkv, n_head):
-    "Causal attention probabilities (n_head, T, T) from one layer's fused qkv output (1, T, 3C)."
+    "Causal attention probabilities (n_head, T, T) from one layer's fused qkv output (1, T, 3C), by the model's own kernel."
     B, T, C3 = qkv.shape
-    C = C3 // 3; hd = C // n_head
-    q, k, _ = qkv.split(C, dim=2)
-    q, k = (t.view(B, T, n_head, hd).transpose(1, 2) for t in (q, k))      # (B, nh, T, hd)
-    att = q @ k.transpose(-2, -1) / math.sqrt(hd)                           # (B, nh, T, T)
-    mask = torch.ones(T, T, dtype=torch.bool, device=qkv.device).tril()
-    return att.masked_fill(~mask, float('-inf')).softmax(-1)[0]            # (nh, T, T)
+    q, k, _ = qkv.split(C3 // 3, dim=2)
+    q, k = (t.view(B, T, n_head, -1).transpose(1, 2) for t in (q, k))             # (B, nh, T, hd), as in lesson 02
+    eye = torch.eye(T, dtype=q.dtype, device=q.device).expand(B, n_head, T, T)   # values: one-hot positions
+    return F.scaled_dot_product_attention(q, k, eye, is_causal=True)[0]          # (nh, T, T) = probabilities @ I
 
 def attention_maps(model, idx):
     "Attention probabilities of every layer and head for the prompt `idx`: (n_layer, n_head, T, T)."
@@ -97,12 +101,13 @@ def look_inside(model, tokenizer, prompt, k=5, max_tokens=48):
     logits, qkvs, routing = probe(model, idx)
     attn = torch.stack([attention_from_qkv(o, model.config.n_head) for o in qkvs]).cpu()
     return Insight([tokenizer.decode([i]) for i in ids], [top_candidates(l, tokenizer, k) for l in logits],
-                   attn, None if routing is None else routing.cpu(), model.config.n_experts)
+                   attn, None if routing is None else routing.cpu(), model.config.n_experts if is_moe(model.config) else 0)
 
 # %% ../nbs/10_widgets.ipynb #ae9dfcaf
 def _short(t, n=10):
     "A token as a readable label: visible spaces and newlines, cut to `n` characters."
     t = t.replace('\n', '\\n').replace(' ', '\u2423')
+    t = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in t)   # control characters as escapes
     return t if len(t) <= n else t[:n-1] + '\u2026'
 
 def plot_candidates(ins):
@@ -120,6 +125,16 @@ def plot_candidates(ins):
     ax.set_title("next-token candidates after each token", fontsize=9)
     return fig
 
+
+def fig_png(fig, dpi=90):
+    "PNG bytes of a figure (what an `ipywidgets.Image` shows)."
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi); return buf.getvalue()
+
+def as_image(fig, dpi=90):
+    "A figure as an image for the notebook to display (end a cell with it, or pass it to `display`)."
+    return Image(fig_png(fig, dpi))
+
+# %% ../nbs/10_widgets.ipynb #dc7e6b42
 def plot_attention(ins, layer=None, head=None):
     "Attention maps: all layers x heads (default), one layer's heads, or one head large with token labels."
     L, H, T, _ = ins.attn.shape
@@ -140,6 +155,7 @@ def plot_attention(ins, layer=None, head=None):
             else: ax.set_xticks([]); ax.set_yticks([])
     return fig
 
+# %% ../nbs/10_widgets.ipynb #93215ac2
 def plot_routing(ins):
     "For MoE models: the first-choice expert of every token in every layer (colour), all top-k choices as text."
     if ins.routing is None: raise ValueError("this model is dense: it has no experts to route to")
@@ -153,10 +169,6 @@ def plot_routing(ins):
     ax.set_yticks(range(L), [f"layer {l}" for l in range(L)], fontsize=7)
     ax.set_title(f"experts chosen per token (top-{k}; colour = first choice)", fontsize=9)
     return fig
-
-def fig_png(fig):
-    "PNG bytes of a figure (what an `ipywidgets.Image` shows)."
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); return buf.getvalue()
 
 # %% ../nbs/10_widgets.ipynb #d18453fc
 PUBLISHED = {"TinyGPT (Hub)": "tinygpt", "TinyGPT-MoE (Hub)": "tinygpt-moe"}
@@ -180,12 +192,7 @@ def load_choice(choice, folder=""):
     if choice == FOLDER_CHOICE: return hub.load_checkpoint(os.path.expanduser(str(folder).strip()))
     return hub.from_pretrained(variant=PUBLISHED[choice])
 
-# %% ../nbs/10_widgets.ipynb #c2154dd7
-def _sampler():
-    "Lesson 05's token streamer (imported late so this module loads even while lesson 05 is being edited)."
-    from tinygpt.generate import stream
-    return stream
-
+# %% ../nbs/10_widgets.ipynb #d7bbf6aa
 class SamplingPanel(W.VBox):
     "Prompt box, sampling sliders, Generate/Stop: the story streams into the panel with its speed in tokens/s."
     def __init__(self, model=None, tokenizer=None, prompt="Once upon a time"):
@@ -218,75 +225,82 @@ class SamplingPanel(W.VBox):
 
     def set_model(self, model, name):
         "Use `model` (called `name` in the panel) for the next generations."
-        self.model = model.eval()
-        self.max_new_tokens.max = max(1, model.config.block_size - 1)
-        kind = f"MoE, {model.config.n_experts} experts" if model.config.n_experts else "dense"
-        self.model_info.value = f"<b>{html.escape(name)}</b>: {model.n_params()/1e6:.2f}M parameters, {model.config.n_layer} layers, {kind}"
-
-    def load(self, choice=None, folder=None):
-        "Load the model the picker (or `choice`/`folder`) names; on failure keep the old model and say why."
-        choice = self.picker.value if choice is None else choice
-        folder = self.folder.value if folder is None else folder
-        if choice is None: self.model_info.value = "pick a model first"; return False
-        self.model_info.value = f"loading {html.escape(choice)}\u2026"
-        try: model = load_choice(choice, folder)
-        except Exception as e:
-            keep = " (keeping the model already loaded)" if self.model is not None else ""
-            self.model_info.value = f"<span style='color:#b00'>could not load {html.escape(choice)}: {html.escape(str(e))}{keep}</span>"
-            return False
-        self.set_model(model, folder.strip() if choice == FOLDER_CHOICE else choice)
-        return True
+        self.model, c = model.eval(), model.config
+        self.max_new_tokens.max = max(1, c.block_size - 1)
+        kind = f"MoE, {c.n_experts} experts" if is_moe(c) else "dense"
+        self.model_info.value = f"<b>{html.escape(name)}</b>: {model.n_params()/1e6:.2f}M parameters, {c.n_layer} layers, {kind}"
 
     def settings(self):
         "The sampling keyword arguments the sliders describe."
         return dict(temperature=self.temperature.value, top_k=self.top_k.value or None,
                     top_p=self.top_p.value if self.top_p.value < 1.0 else None)
 
-    def generate(self, wait=True):
-        "What the Generate button does. `wait=True`: sample here and return the text; else return the thread."
-        if self._thread is not None and self._thread.is_alive(): raise RuntimeError("already generating: press Stop first")
-        self._stop.clear()
-        self.generate_button.disabled, self.stop_button.disabled = True, False
-        if wait: self._run(raise_errors=True); return self.text
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self._thread
+# %% ../nbs/10_widgets.ipynb #6b1b8cc4
+@patch
+def load(self: SamplingPanel, choice=None, folder=None):
+    "Load the model the picker (or `choice`/`folder`) names; on failure keep the old model and say why."
+    choice = self.picker.value if choice is None else choice
+    folder = self.folder.value if folder is None else folder
+    if choice is None: self.model_info.value = "pick a model first"; return False
+    self.model_info.value = f"loading {html.escape(choice)}\u2026"
+    try: model = load_choice(choice, folder)
+    except Exception as e:
+        keep = " (keeping the model already loaded)" if self.model is not None else ""
+        self.model_info.value = f"<span style='color:#b00'>could not load {html.escape(choice)}: {html.escape(str(e))}{keep}</span>"
+        return False
+    self.set_model(model, folder.strip() if choice == FOLDER_CHOICE else choice)
+    return True
 
-    def stop(self):
-        "Ask a running generation to stop after the current token."
-        self._stop.set()
+# %% ../nbs/10_widgets.ipynb #a5593b3b
+@patch
+def generate(self: SamplingPanel, wait=True):
+    "What the Generate button does. `wait=True`: sample here and return the text; else return the thread."
+    if self._thread is not None and self._thread.is_alive(): raise RuntimeError("already generating: press Stop first")
+    self._stop.clear()
+    self.generate_button.disabled, self.stop_button.disabled = True, False
+    if wait: self._run(raise_errors=True); return self.text
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._thread.start()
+    return self._thread
 
-    def _show(self, prompt, new):
-        self.output.value = (f"<div style='white-space:pre-wrap;font-family:Georgia,serif;font-size:1.05em'>"
-                             f"<b>{html.escape(prompt)}</b>{html.escape(new)}</div>")
+@patch
+def stop(self: SamplingPanel):
+    "Ask a running generation to stop after the current token."
+    self._stop.set()
 
-    def _run(self, raise_errors=False):
-        prompt, self.stopped, self.n_tokens, self.tokens_per_s = self.prompt.value, False, 0, 0.0
-        try:
-            if self.model is None: raise RuntimeError("no model loaded: pick one and press Load")
-            tok, device = self.tokenizer, next(self.model.parameters()).device
-            ids = tok.encode(prompt) or [tok.eot_id]                           # empty prompt: a story from scratch
-            idx = torch.tensor([ids], device=device)
-            gen = torch.Generator(device=device).manual_seed(int(self.seed.value))
-            new, ended, t0, self.text = [], False, time.perf_counter(), prompt
-            self._show(prompt, ""); self.status.value = "generating\u2026"
-            for t in _sampler()(self.model, idx, self.max_new_tokens.value, generator=gen, **self.settings()):
-                if self._stop.is_set(): self.stopped = True; break
-                if int(t) == tok.eot_id: ended = True; break
-                if int(t) >= tok.n_vocab: continue                              # a padding id: not a token
-                new.append(int(t))
-                self.text = prompt + tok.decode(new)
-                dt = time.perf_counter() - t0
-                self.n_tokens, self.tokens_per_s = len(new), len(new) / max(dt, 1e-9)
-                self._show(prompt, self.text[len(prompt):])
-                self.status.value = f"{self.n_tokens} tokens \u00b7 {self.tokens_per_s:.1f} tokens/s"
-            if self._stop.is_set(): self.stopped = True
-            end = " \u00b7 stopped" if self.stopped else " \u00b7 end of story" if ended else ""
-            self.status.value = f"{self.n_tokens} tokens \u00b7 {self.tokens_per_s:.1f} tokens/s{end}"
-        except Exception as e:
-            self.status.value = f"<span style='color:#b00'>error: {html.escape(str(e))}</span>"
-            if raise_errors: raise
-        finally: self.generate_button.disabled, self.stop_button.disabled = False, True
+@patch
+def _show(self: SamplingPanel, prompt, new):
+    self.output.value = (f"<div style='white-space:pre-wrap;font-family:Georgia,serif;font-size:1.05em'>"
+                         f"<b>{html.escape(prompt)}</b>{html.escape(new)}</div>")
+
+# %% ../nbs/10_widgets.ipynb #6dd7c683
+@patch
+def _run(self: SamplingPanel, raise_errors=False):
+    "Sample a story token by token into the panel, until the end of the story, Stop or `max_new_tokens`."
+    prompt, self.stopped, self.n_tokens, self.tokens_per_s = self.prompt.value, False, 0, 0.0
+    try:
+        if self.model is None: raise RuntimeError("no model loaded: pick one and press Load")
+        tok, device = self.tokenizer, next(self.model.parameters()).device
+        ids = tok.encode(prompt) or [tok.eot_id]                           # empty prompt: a story from scratch
+        gen = torch.Generator(device=device).manual_seed(int(self.seed.value))
+        new, ended, t0, self.text = [], False, time.perf_counter(), prompt
+        self._show(prompt, ""); self.status.value = "generating\u2026"
+        for t in stream(self.model, ids, self.max_new_tokens.value, generator=gen, **self.settings()):
+            if self._stop.is_set(): self.stopped = True; break
+            if t == tok.eot_id: ended = True; break
+            if t >= tok.n_vocab: continue                                  # a padding id: not a token
+            new.append(t)
+            self.text = prompt + tok.decode(new)
+            self.n_tokens, self.tokens_per_s = len(new), len(new) / max(time.perf_counter() - t0, 1e-9)
+            self._show(prompt, self.text[len(prompt):])
+            self.status.value = f"{self.n_tokens} tokens \u00b7 {self.tokens_per_s:.1f} tokens/s"
+        if self._stop.is_set(): self.stopped = True
+        end = " \u00b7 stopped" if self.stopped else " \u00b7 end of story" if ended else ""
+        self.status.value = f"{self.n_tokens} tokens \u00b7 {self.tokens_per_s:.1f} tokens/s{end}"
+    except Exception as e:
+        self.status.value = f"<span style='color:#b00'>error: {html.escape(str(e))}</span>"
+        if raise_errors: raise
+    finally: self.generate_button.disabled, self.stop_button.disabled = False, True
 
 # %% ../nbs/10_widgets.ipynb #705cac05
 class LookInsidePanel(W.VBox):
@@ -355,6 +369,7 @@ def plot_history(history):
     ax2.set_xlabel("step"); ax2.set_ylabel("tokens/s"); ax2.grid(alpha=0.3)
     return fig
 
+# %% ../nbs/10_widgets.ipynb #3f592c99
 class TrainingDashboard(W.VBox):
     "Live loss/val-loss curves and tokens/s; pass it (or its `update`) to the Trainer as a callback."
     def __init__(self, redraw_every=1.0):
@@ -385,12 +400,12 @@ class TrainingDashboard(W.VBox):
         "Trainer hook: a fresh run starts (a resumed one keeps its curve)."
         if getattr(trainer, "step", 0) == 0: self.history = []
         self.max_steps = getattr(getattr(trainer, "cfg", None), "max_steps", None)
-        self.summary.value = "training…"
+        self.summary.value = "training\u2026"
 
     def on_end(self, result):
         "Trainer hook: draw the final curves and say so."
         if self._drawn != len(self.history): self.draw()
-        self.summary.value += " · done"
+        self.summary.value += " \u00b7 done"
 
     def draw(self):
         "Redraw the curves now."
