@@ -6,9 +6,9 @@ Docs: https://tinygpt-course.github.io/tinygpt/serve.html.md"""
 
 # %% auto #0
 __all__ = ['log', 'PAGE_STYLE', 'PAGE_BODY', 'PAGE_SCRIPT', 'ragged_attention', 'ragged_next_logits', 'Finished', 'Job',
-           'Decoder', 'TextStream', 'GenerateRequest', 'Timings', 'GenerateResponse', 'invalid', 'Service',
-           'job_events', 'cancel_on_disconnect', 'sse', 'timings', 'add_generate_routes', 'page', 'default_models',
-           'create_app', 'run_server', 'BackgroundServer', 'load_test']
+           'Decoder', 'sample_rows', 'TextStream', 'GenerateRequest', 'Timings', 'GenerateResponse', 'invalid',
+           'Service', 'job_events', 'cancel_on_disconnect', 'sse', 'timings', 'add_generate_routes', 'page',
+           'default_models', 'create_app', 'run_server', 'BackgroundServer', 'load_test']
 
 # %% ../nbs/12_serve.ipynb #32eb9ed5
 try:
@@ -19,8 +19,9 @@ try:
     from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
     from pydantic import BaseModel, ConfigDict, Field
+    from fastcore.basics import patch
 except ImportError as e:
-    raise ImportError(f"tinygpt.serve needs FastAPI and uvicorn ({e.name} is missing): "
+    raise ImportError(f"tinygpt.serve needs FastAPI, uvicorn and fastcore ({e.name} is missing): "
                       'pip install "tinygpt[serve]"') from None
 
 # %% ../nbs/12_serve.ipynb #9606995e
@@ -29,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 import torch, torch.nn.functional as F
-from fastcore.basics import patch
 import tinygpt
 from .tokenizer import EOT_ID, get_tokenizer
-from .generate import next_logits, penalize_repetition, sample_next
+from .generate import filter_top_p, next_logits, penalize_repetition, sample_next
 from .hub import PUBLISHED_FILES, load_checkpoint, load_default
 
 # %% ../nbs/12_serve.ipynb #bb5a818c
@@ -184,9 +184,14 @@ def step(self: Decoder):
                 logits.update(zip(ready, out.split(1)))
             except Exception as e:
                 for job in ready: self.fail(job, e)
-    self.stats["steps"] += 1; self.stats["rows"] += len(logits)
-    for job, row in logits.items():
-        if job.finish_reason is None: self.sample(job, row)
+    jobs = [j for j in logits if j.finish_reason is None]
+    self.stats["steps"] += 1; self.stats["rows"] += len(jobs)
+    if not jobs: return
+    try: tokens = sample_rows(torch.cat([logits[j] for j in jobs]), jobs)       # (B, V) -> B ints
+    except Exception as e:
+        for job in jobs: self.fail(job, e)
+        return
+    for job, t in zip(jobs, tokens): self.advance(job, t)
 
 @patch
 def fail(self: Decoder, job, e):
@@ -194,14 +199,28 @@ def fail(self: Decoder, job, e):
     log.exception("generation failed")
     self.finish(job, "error", f"{type(e).__name__}: {e}")
 
-# %% ../nbs/12_serve.ipynb #768efa41
+# %% ../nbs/12_serve.ipynb #1f1abc89
+def sample_rows(logits, jobs):
+    "Next token of each job from its row of `logits` (B, V): `sample_next`'s steps, shared by rows with equal settings, one generator per row."
+    groups, out = collections.defaultdict(list), [0] * len(jobs)
+    for i, j in enumerate(jobs): groups[(j.repetition_penalty, j.temperature, j.top_k, j.top_p)].append(i)
+    for (penalty, temperature, top_k, top_p), rows in groups.items():
+        x = logits[rows]                                                          # (b, V)
+        if penalty != 1.0: x = penalize_repetition(x, torch.cat([jobs[i].seen for i in rows]), penalty)
+        if temperature == 0: nxt = x.argmax(-1, keepdim=True)                     # (b, 1) greedy
+        else:
+            x, ids = x / temperature, None
+            if top_k is not None and top_k < x.size(-1): x, ids = x.topk(top_k, dim=-1)   # (b, k) survivors
+            probs = filter_top_p(x, top_p).softmax(-1)
+            nxt = torch.cat([torch.multinomial(probs[r:r+1], 1, generator=jobs[i].generator) for r, i in enumerate(rows)])
+            if ids is not None: nxt = ids.gather(-1, nxt)
+        for r, i in enumerate(rows): out[i] = int(nxt[r, 0])
+    return out
+
+# %% ../nbs/12_serve.ipynb #2d4a47fc
 @patch
-def sample(self: Decoder, job, logits):
-    "Pick `job`'s next token from its logits (1, V) with its own settings and generator; emit it; finish it if done."
-    try:
-        logits = penalize_repetition(logits, job.seen, job.repetition_penalty)
-        tok = int(sample_next(logits, job.temperature, job.top_k, job.top_p, job.generator)[0, 0])
-    except Exception as e: return self.fail(job, e)
+def advance(self: Decoder, job, tok):
+    "Append the new token `tok` to `job`, emit it, and finish the job if it is done."
     if job.seen is not None: job.seen[0, tok] = True
     job.seq.append(tok); job.n_new += 1; self.stats["tokens"] += 1
     if job.t_first is None: job.t_first = time.perf_counter()
@@ -209,7 +228,7 @@ def sample(self: Decoder, job, logits):
     if job.stop_at_eot and tok == EOT_ID: self.finish(job, "stop")
     elif job.n_new >= job.max_new_tokens: self.finish(job, "length")
 
-# %% ../nbs/12_serve.ipynb #db553e5e
+# %% ../nbs/12_serve.ipynb #d4cf398d
 class TextStream:
     "Token ids in, text out: only whole UTF-8 characters, and no trailing end-of-text (as in `complete`)."
     def __init__(self, tokenizer):
@@ -225,7 +244,7 @@ class TextStream:
         "The rest at the end: an unfinished character becomes �; a waiting end-of-text is dropped."
         return self.utf8.decode(b"", final=True)
 
-# %% ../nbs/12_serve.ipynb #aa6bf39b
+# %% ../nbs/12_serve.ipynb #d4ee08d0
 class GenerateRequest(BaseModel):
     "A prompt and how to continue it."
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -256,7 +275,7 @@ class GenerateResponse(BaseModel):
     seed: int = Field(description="The seed used: send it again to get the same text.")
     timings: Timings
 
-# %% ../nbs/12_serve.ipynb #38a0370c
+# %% ../nbs/12_serve.ipynb #3564efa4
 def invalid(field, msg):
     "A 422 error about the request body's `field`, shaped like FastAPI's own validation errors."
     return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": msg, "input": None}])
@@ -294,7 +313,7 @@ class Service:
         job.generator = torch.Generator(device=dec.device).manual_seed(job.seed)
         return dec, job
 
-# %% ../nbs/12_serve.ipynb #931ab08b
+# %% ../nbs/12_serve.ipynb #75ebd6c5
 @patch
 def stats(self: Service):
     "Counters of all decoders together, with `active` (queued or running) and `mean_batch` (rows per step)."
@@ -316,7 +335,7 @@ def describe(self: Service, name):
 def close(self: Service):
     for d in list(self.decoders.values()): d.close()
 
-# %% ../nbs/12_serve.ipynb #626a1621
+# %% ../nbs/12_serve.ipynb #ca52525b
 async def job_events(decoder, job):
     "Submit `job`; yield its events (token ids, then a `Finished`) without blocking the event loop."
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
@@ -333,13 +352,13 @@ async def job_events(decoder, job):
     finally:
         if job.finish_reason is None: job.cancelled = True       # the listener left early: stop decoding it
 
-async def cancel_on_disconnect(request, job, every=0.05):
+async def cancel_on_disconnect(request, job, every=0.25):
     "Cancel `job` as soon as the client of `request` disconnects."
     while job.finish_reason is None and not job.cancelled:
         if await request.is_disconnected(): job.cancelled = True
         await asyncio.sleep(every)
 
-# %% ../nbs/12_serve.ipynb #49d627bb
+# %% ../nbs/12_serve.ipynb #52e519fc
 def sse(data, event=None):
     "One server-sent event: an optional `event:` line, the JSON `data:` line, a blank line."
     return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
@@ -351,7 +370,7 @@ def timings(job):
     return {"queued_s": round(start - job.t_submit, 4), "first_token_s": round(first - job.t_submit, 4),
             "total_s": round(total, 4), "tokens_per_s": round(job.n_new / total, 2) if total > 0 else 0.0}
 
-# %% ../nbs/12_serve.ipynb #4c49510b
+# %% ../nbs/12_serve.ipynb #12dd7d13
 def add_generate_routes(app, service):
     "POST /generate (one JSON answer) and POST /generate/stream (server-sent events) on `app`."
     @app.post("/generate", response_model=GenerateResponse, summary="Continue a prompt; answer when done")
@@ -383,7 +402,7 @@ def add_generate_routes(app, service):
             finally: watch.cancel()
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-# %% ../nbs/12_serve.ipynb #4b517d9b
+# %% ../nbs/12_serve.ipynb #9f5906d8
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }
 textarea { width: 100%; font: inherit; padding: .5rem; box-sizing: border-box }
@@ -413,7 +432,7 @@ PAGE_BODY = """
 <p id="status"></p>
 """
 
-# %% ../nbs/12_serve.ipynb #13e0fe2d
+# %% ../nbs/12_serve.ipynb #6aeb7639
 PAGE_SCRIPT = r"""
 const $ = id => document.getElementById(id);
 const show = msg => { $("status").textContent = msg };
@@ -462,7 +481,7 @@ def page():
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{PAGE_STYLE}</style></head>'
             f'<body>{PAGE_BODY}<script>{PAGE_SCRIPT}</script></body></html>')
 
-# %% ../nbs/12_serve.ipynb #c15620b7
+# %% ../nbs/12_serve.ipynb #7ea1eddf
 def default_models(checkpoints=()):
     "The bundled model as 'default', each checkpoint under its folder or file name, and cached published models."
     models = {"default": load_default}
@@ -485,7 +504,7 @@ async def _server_error(request, exc):
     log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-# %% ../nbs/12_serve.ipynb #bec6675a
+# %% ../nbs/12_serve.ipynb #b8b9dfda
 def create_app(models=None, *, checkpoints=(), max_prompt_tokens=1024, max_new_tokens=512, max_batch=32):
     "A FastAPI app serving `models` ({name: model or loader}; default: `default_models(checkpoints)`)."
     service = Service(default_models(checkpoints) if models is None else models, max_prompt_tokens, max_new_tokens, max_batch)
@@ -514,7 +533,7 @@ def create_app(models=None, *, checkpoints=(), max_prompt_tokens=1024, max_new_t
     add_generate_routes(app, service)
     return app
 
-# %% ../nbs/12_serve.ipynb #e968dcb9
+# %% ../nbs/12_serve.ipynb #9bcee20f
 def run_server(checkpoints=(), host="127.0.0.1", port=8000, max_prompt_tokens=1024, max_new_tokens=512):
     "Serve the bundled model and `checkpoints` over HTTP on `host`:`port` until interrupted (`tinygpt serve`)."
     for name, v in (("max_prompt_tokens", max_prompt_tokens), ("max_new_tokens", max_new_tokens)):
@@ -540,13 +559,14 @@ class BackgroundServer:
     def __enter__(self): return self
     def __exit__(self, *exc): self.stop()
 
-# %% ../nbs/12_serve.ipynb #2e9524e9
-def load_test(url, concurrency, n_requests, max_new_tokens=64, model="default", prompt="Once upon a time"):
+# %% ../nbs/12_serve.ipynb #142df37e
+def load_test(url, concurrency, n_requests, max_new_tokens=64, model="default", prompt="Once upon a time", **sampling):
     "Send `n_requests` completions from `concurrency` threads to the server at `url`; latency and throughput figures."
     import httpx
     from concurrent.futures import ThreadPoolExecutor
     def one(i):
-        body = {"prompt": prompt, "model": model, "max_new_tokens": max_new_tokens, "temperature": 0.8, "seed": i, "stop_at_eot": False}
+        body = {"prompt": prompt, "model": model, "max_new_tokens": max_new_tokens, "seed": i, "stop_at_eot": False,
+                **({"temperature": 0.8, "top_k": 50} | sampling)}
         t = time.perf_counter()
         r = httpx.post(f"{url}/generate", json=body, timeout=600, trust_env=False)
         r.raise_for_status()
