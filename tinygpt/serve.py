@@ -144,8 +144,12 @@ def _admit(self: Decoder):
 
 @patch
 def _loop(self: Decoder):
-    while self._admit():
-        if self.running: self.step()
+    "Admit and step until closed; the fast-decoding switch stays on while there is work, not across idle waits."
+    while not self.closed and self._admit():
+        with fast_decoding(self.model):
+            while self.running:
+                self.step()
+                if self.running and not self._admit(): break
     for job in self.running + list(self.waiting): self.finish(job, "cancelled")
 
 @patch
@@ -167,27 +171,25 @@ def _emit(self: Decoder, job, event):
 def step(self: Decoder):
     "One new token for every running job: fresh jobs prefill one by one, the others decode as one batch."
     for job in [j for j in self.running if j.cancelled]: self.finish(job, "cancelled")
-    block, logits, ready = self.model.config.block_size, {}, []
-    with fast_decoding(self.model):
-        for job in list(self.running):
-            if len(job.seq) - job.start > block: job.start, job.cache = len(job.seq) - max(1, block // 2), None
-            if job.cache is not None: ready.append(job); continue
-            job.t_start = job.t_start or time.perf_counter()
-            try:
-                job.cache = self.model.new_cache()
-                ids = torch.tensor([job.seq[job.start:]], device=self.device)           # (1, T): the whole window
-                logits[job] = next_logits(self.model, ids, job.cache)                  # (1, V)
-            except Exception as e: self.fail(job, e)
-        if ready:
-            try:
-                out = ragged_next_logits(self.model, [j.seq[-1] for j in ready], [j.cache for j in ready])  # (B, V)
-                logits.update(zip(ready, out.split(1)))
-            except Exception as e:
-                for job in ready: self.fail(job, e)
-    jobs = [j for j in logits if j.finish_reason is None]
+    block, fresh, ready, parts = self.model.config.block_size, [], [], []
+    for job in list(self.running):
+        if len(job.seq) - job.start > block: job.start, job.cache = len(job.seq) - max(1, block // 2), None
+        if job.cache is not None: ready.append(job); continue
+        job.t_start = job.t_start or time.perf_counter()
+        try:
+            job.cache = self.model.new_cache()
+            ids = torch.tensor([job.seq[job.start:]], device=self.device)              # (1, T): the whole window
+            parts.append(next_logits(self.model, ids, job.cache)); fresh.append(job)  # (1, V)
+        except Exception as e: self.fail(job, e)
+    if ready:
+        try: parts.append(ragged_next_logits(self.model, [j.seq[-1] for j in ready], [j.cache for j in ready]))  # (B, V)
+        except Exception as e:
+            for job in ready: self.fail(job, e)
+            ready = []
+    jobs = fresh + ready
     self.stats["steps"] += 1; self.stats["rows"] += len(jobs)
     if not jobs: return
-    try: tokens = sample_rows(torch.cat([logits[j] for j in jobs]), jobs)       # (B, V) -> B ints
+    try: tokens = sample_rows(parts[0] if len(parts) == 1 else torch.cat(parts), jobs)   # (B, V) -> B ints
     except Exception as e:
         for job in jobs: self.fail(job, e)
         return
@@ -205,7 +207,7 @@ def sample_rows(logits, jobs):
     groups, out = collections.defaultdict(list), [0] * len(jobs)
     for i, j in enumerate(jobs): groups[(j.repetition_penalty, j.temperature, j.top_k, j.top_p)].append(i)
     for (penalty, temperature, top_k, top_p), rows in groups.items():
-        x = logits[rows]                                                          # (b, V)
+        x = logits if len(rows) == len(jobs) else logits[rows]                    # (b, V)
         if penalty != 1.0: x = penalize_repetition(x, torch.cat([jobs[i].seen for i in rows]), penalty)
         if temperature == 0: nxt = x.argmax(-1, keepdim=True)                     # (b, 1) greedy
         else:
