@@ -537,7 +537,7 @@ def create_app(models=None, *, checkpoints=(), max_prompt_tokens=1024, max_new_t
 
 # %% ../nbs/12_serve.ipynb #9bcee20f
 def run_server(checkpoints=(), host="127.0.0.1", port=8000, max_prompt_tokens=1024, max_new_tokens=512):
-    "Serve the bundled model and `checkpoints` over HTTP on `host`:`port` until interrupted (`tinygpt serve`)."
+    "Serve the bundled model and `checkpoints` over HTTP on `host`:`port` until interrupted (Ctrl+C)."
     for name, v in (("max_prompt_tokens", max_prompt_tokens), ("max_new_tokens", max_new_tokens)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if not 0 <= port <= 65535: raise ValueError(f"port must be in 0..65535, got {port}")
