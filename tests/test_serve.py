@@ -130,7 +130,7 @@ def test_text_stream_never_splits_a_character():
     ({"prompt": "Hi", "model": "nope"}, "model"), ({"prompt": "Hi", "max_new_tokens": MAX_NEW + 1}, "max_new_tokens"),
     ({"prompt": "Hi", "max_new_tokens": 0}, "max_new_tokens"), ({"prompt": "word " * (MAX_PROMPT + 5)}, "prompt"),
     ({"prompt": "Hi", "top_k": 0}, "top_k"), ({"prompt": "Hi", "seed": -1}, "seed"), ({"max_new_tokens": 3}, "prompt"),
-    ({"prompt": "Hi", "temprature": 1.0}, "temprature")])
+    ({"prompt": "Hi", "temprature": 1.0}, "temprature"), ({"prompt": "Hi", "repetition_penalty": 0}, "repetition_penalty")])
 def test_bad_input_is_422_naming_the_field(url, body, field):
     for path in ("/generate", "/generate/stream"):
         r = post(url, path, body)

@@ -32,7 +32,7 @@ from typing import Callable, Literal
 import torch, torch.nn.functional as F
 import tinygpt
 from .tokenizer import EOT_ID, get_tokenizer
-from .generate import filter_top_p, next_logits, penalize_repetition, sample_next
+from .generate import check_sampling_args, filter_top_p, next_logits, penalize_repetition, sample_next
 from .hub import PUBLISHED_FILES, load_checkpoint, load_default
 
 # %% ../nbs/12_serve.ipynb #bb5a818c
@@ -305,6 +305,8 @@ class Service:
         if req.max_new_tokens > self.max_new_tokens: raise invalid("max_new_tokens", f"at most {self.max_new_tokens} on this server, got {req.max_new_tokens}")
         n = len(req.prompt) if len(req.prompt) > 64 * self.max_prompt_tokens else len(self.tok.encode(req.prompt))  # never tokenize a huge text
         if n > self.max_prompt_tokens: raise invalid("prompt", f"too long: {n} tokens, at most {self.max_prompt_tokens} on this server")
+        try: check_sampling_args(req.max_new_tokens, req.temperature, req.top_k, req.top_p, req.repetition_penalty)
+        except ValueError as e: raise invalid(str(e).split()[0], str(e)) from None     # the ranges of lesson 05
         return Job(self.tok.encode(req.prompt), req.max_new_tokens, req.temperature, req.top_k, req.top_p,
                    req.repetition_penalty, req.stop_at_eot, seed=secrets.randbits(63) if req.seed is None else req.seed)
 
