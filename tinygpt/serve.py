@@ -6,9 +6,9 @@ Docs: https://tinygpt-course.github.io/tinygpt/serve.html.md"""
 
 # %% auto #0
 __all__ = ['log', 'PAGE_STYLE', 'PAGE_BODY', 'PAGE_SCRIPT', 'ragged_attention', 'ragged_next_logits', 'Finished', 'Job',
-           'Decoder', 'TextStream', 'GenerateRequest', 'Timings', 'GenerateResponse', 'invalid', 'Service',
-           'job_events', 'cancel_on_disconnect', 'sse', 'timings', 'add_generate_routes', 'page', 'default_models',
-           'create_app', 'run_server', 'BackgroundServer', 'load_test']
+           'Decoder', 'sample_rows', 'TextStream', 'GenerateRequest', 'Timings', 'GenerateResponse', 'invalid',
+           'Service', 'job_events', 'cancel_on_disconnect', 'sse', 'timings', 'add_generate_routes', 'page',
+           'default_models', 'create_app', 'run_server', 'BackgroundServer', 'load_test']
 
 # %% ../nbs/12_serve.ipynb #32eb9ed5
 try:
@@ -19,8 +19,9 @@ try:
     from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
     from pydantic import BaseModel, ConfigDict, Field
+    from fastcore.basics import patch
 except ImportError as e:
-    raise ImportError(f"tinygpt.serve needs FastAPI and uvicorn ({e.name} is missing): "
+    raise ImportError(f"tinygpt.serve needs FastAPI, uvicorn and fastcore ({e.name} is missing): "
                       'pip install "tinygpt[serve]"') from None
 
 # %% ../nbs/12_serve.ipynb #9606995e
@@ -29,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 import torch, torch.nn.functional as F
-from fastcore.basics import patch
 import tinygpt
 from .tokenizer import EOT_ID, get_tokenizer
-from .generate import next_logits, penalize_repetition, sample_next
+from .generate import check_sampling_args, filter_top_p, next_logits, penalize_repetition, sample_next
 from .hub import PUBLISHED_FILES, load_checkpoint, load_default
 
 # %% ../nbs/12_serve.ipynb #bb5a818c
@@ -144,8 +144,12 @@ def _admit(self: Decoder):
 
 @patch
 def _loop(self: Decoder):
-    while self._admit():
-        if self.running: self.step()
+    "Admit and step until closed; the fast-decoding switch stays on while there is work, not across idle waits."
+    while not self.closed and self._admit():
+        with fast_decoding(self.model):
+            while self.running:
+                self.step()
+                if self.running and not self._admit(): break
     for job in self.running + list(self.waiting): self.finish(job, "cancelled")
 
 @patch
@@ -167,26 +171,29 @@ def _emit(self: Decoder, job, event):
 def step(self: Decoder):
     "One new token for every running job: fresh jobs prefill one by one, the others decode as one batch."
     for job in [j for j in self.running if j.cancelled]: self.finish(job, "cancelled")
-    block, logits, ready = self.model.config.block_size, {}, []
-    with fast_decoding(self.model):
-        for job in list(self.running):
-            if len(job.seq) - job.start > block: job.start, job.cache = len(job.seq) - max(1, block // 2), None
-            if job.cache is not None: ready.append(job); continue
-            job.t_start = job.t_start or time.perf_counter()
-            try:
-                job.cache = self.model.new_cache()
-                ids = torch.tensor([job.seq[job.start:]], device=self.device)           # (1, T): the whole window
-                logits[job] = next_logits(self.model, ids, job.cache)                  # (1, V)
-            except Exception as e: self.fail(job, e)
-        if ready:
-            try:
-                out = ragged_next_logits(self.model, [j.seq[-1] for j in ready], [j.cache for j in ready])  # (B, V)
-                logits.update(zip(ready, out.split(1)))
-            except Exception as e:
-                for job in ready: self.fail(job, e)
-    self.stats["steps"] += 1; self.stats["rows"] += len(logits)
-    for job, row in logits.items():
-        if job.finish_reason is None: self.sample(job, row)
+    block, fresh, ready, parts = self.model.config.block_size, [], [], []
+    for job in list(self.running):
+        if len(job.seq) - job.start > block: job.start, job.cache = len(job.seq) - max(1, block // 2), None
+        if job.cache is not None: ready.append(job); continue
+        job.t_start = job.t_start or time.perf_counter()
+        try:
+            job.cache = self.model.new_cache()
+            ids = torch.tensor([job.seq[job.start:]], device=self.device)              # (1, T): the whole window
+            parts.append(next_logits(self.model, ids, job.cache)); fresh.append(job)  # (1, V)
+        except Exception as e: self.fail(job, e)
+    if ready:
+        try: parts.append(ragged_next_logits(self.model, [j.seq[-1] for j in ready], [j.cache for j in ready]))  # (B, V)
+        except Exception as e:
+            for job in ready: self.fail(job, e)
+            ready = []
+    jobs = fresh + ready
+    self.stats["steps"] += 1; self.stats["rows"] += len(jobs)
+    if not jobs: return
+    try: tokens = sample_rows(parts[0] if len(parts) == 1 else torch.cat(parts), jobs)   # (B, V) -> B ints
+    except Exception as e:
+        for job in jobs: self.fail(job, e)
+        return
+    for job, t in zip(jobs, tokens): self.advance(job, t)
 
 @patch
 def fail(self: Decoder, job, e):
@@ -194,14 +201,28 @@ def fail(self: Decoder, job, e):
     log.exception("generation failed")
     self.finish(job, "error", f"{type(e).__name__}: {e}")
 
-# %% ../nbs/12_serve.ipynb #768efa41
+# %% ../nbs/12_serve.ipynb #1f1abc89
+def sample_rows(logits, jobs):
+    "Next token of each job from its row of `logits` (B, V): `sample_next`'s steps, shared by rows with equal settings, one generator per row."
+    groups, out = collections.defaultdict(list), [0] * len(jobs)
+    for i, j in enumerate(jobs): groups[(j.repetition_penalty, j.temperature, j.top_k, j.top_p)].append(i)
+    for (penalty, temperature, top_k, top_p), rows in groups.items():
+        x = logits if len(rows) == len(jobs) else logits[rows]                    # (b, V)
+        if penalty != 1.0: x = penalize_repetition(x, torch.cat([jobs[i].seen for i in rows]), penalty)
+        if temperature == 0: nxt = x.argmax(-1, keepdim=True)                     # (b, 1) greedy
+        else:
+            x, ids = x / temperature, None
+            if top_k is not None and top_k < x.size(-1): x, ids = x.topk(top_k, dim=-1)   # (b, k) survivors
+            probs = filter_top_p(x, top_p).softmax(-1)
+            nxt = torch.cat([torch.multinomial(probs[r:r+1], 1, generator=jobs[i].generator) for r, i in enumerate(rows)])
+            if ids is not None: nxt = ids.gather(-1, nxt)
+        for r, i in enumerate(rows): out[i] = int(nxt[r, 0])
+    return out
+
+# %% ../nbs/12_serve.ipynb #2d4a47fc
 @patch
-def sample(self: Decoder, job, logits):
-    "Pick `job`'s next token from its logits (1, V) with its own settings and generator; emit it; finish it if done."
-    try:
-        logits = penalize_repetition(logits, job.seen, job.repetition_penalty)
-        tok = int(sample_next(logits, job.temperature, job.top_k, job.top_p, job.generator)[0, 0])
-    except Exception as e: return self.fail(job, e)
+def advance(self: Decoder, job, tok):
+    "Append the new token `tok` to `job`, emit it, and finish the job if it is done."
     if job.seen is not None: job.seen[0, tok] = True
     job.seq.append(tok); job.n_new += 1; self.stats["tokens"] += 1
     if job.t_first is None: job.t_first = time.perf_counter()
@@ -209,7 +230,7 @@ def sample(self: Decoder, job, logits):
     if job.stop_at_eot and tok == EOT_ID: self.finish(job, "stop")
     elif job.n_new >= job.max_new_tokens: self.finish(job, "length")
 
-# %% ../nbs/12_serve.ipynb #db553e5e
+# %% ../nbs/12_serve.ipynb #d4cf398d
 class TextStream:
     "Token ids in, text out: only whole UTF-8 characters, and no trailing end-of-text (as in `complete`)."
     def __init__(self, tokenizer):
@@ -225,7 +246,7 @@ class TextStream:
         "The rest at the end: an unfinished character becomes �; a waiting end-of-text is dropped."
         return self.utf8.decode(b"", final=True)
 
-# %% ../nbs/12_serve.ipynb #aa6bf39b
+# %% ../nbs/12_serve.ipynb #d4ee08d0
 class GenerateRequest(BaseModel):
     "A prompt and how to continue it."
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -256,7 +277,7 @@ class GenerateResponse(BaseModel):
     seed: int = Field(description="The seed used: send it again to get the same text.")
     timings: Timings
 
-# %% ../nbs/12_serve.ipynb #38a0370c
+# %% ../nbs/12_serve.ipynb #3564efa4
 def invalid(field, msg):
     "A 422 error about the request body's `field`, shaped like FastAPI's own validation errors."
     return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": msg, "input": None}])
@@ -284,6 +305,8 @@ class Service:
         if req.max_new_tokens > self.max_new_tokens: raise invalid("max_new_tokens", f"at most {self.max_new_tokens} on this server, got {req.max_new_tokens}")
         n = len(req.prompt) if len(req.prompt) > 64 * self.max_prompt_tokens else len(self.tok.encode(req.prompt))  # never tokenize a huge text
         if n > self.max_prompt_tokens: raise invalid("prompt", f"too long: {n} tokens, at most {self.max_prompt_tokens} on this server")
+        try: check_sampling_args(req.max_new_tokens, req.temperature, req.top_k, req.top_p, req.repetition_penalty)
+        except ValueError as e: raise invalid(str(e).split()[0], str(e)) from None     # the ranges of lesson 05
         return Job(self.tok.encode(req.prompt), req.max_new_tokens, req.temperature, req.top_k, req.top_p,
                    req.repetition_penalty, req.stop_at_eot, seed=secrets.randbits(63) if req.seed is None else req.seed)
 
@@ -294,7 +317,7 @@ class Service:
         job.generator = torch.Generator(device=dec.device).manual_seed(job.seed)
         return dec, job
 
-# %% ../nbs/12_serve.ipynb #931ab08b
+# %% ../nbs/12_serve.ipynb #75ebd6c5
 @patch
 def stats(self: Service):
     "Counters of all decoders together, with `active` (queued or running) and `mean_batch` (rows per step)."
@@ -316,7 +339,7 @@ def describe(self: Service, name):
 def close(self: Service):
     for d in list(self.decoders.values()): d.close()
 
-# %% ../nbs/12_serve.ipynb #626a1621
+# %% ../nbs/12_serve.ipynb #ca52525b
 async def job_events(decoder, job):
     "Submit `job`; yield its events (token ids, then a `Finished`) without blocking the event loop."
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
@@ -333,13 +356,13 @@ async def job_events(decoder, job):
     finally:
         if job.finish_reason is None: job.cancelled = True       # the listener left early: stop decoding it
 
-async def cancel_on_disconnect(request, job, every=0.05):
+async def cancel_on_disconnect(request, job, every=0.25):
     "Cancel `job` as soon as the client of `request` disconnects."
     while job.finish_reason is None and not job.cancelled:
         if await request.is_disconnected(): job.cancelled = True
         await asyncio.sleep(every)
 
-# %% ../nbs/12_serve.ipynb #49d627bb
+# %% ../nbs/12_serve.ipynb #52e519fc
 def sse(data, event=None):
     "One server-sent event: an optional `event:` line, the JSON `data:` line, a blank line."
     return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
@@ -351,7 +374,7 @@ def timings(job):
     return {"queued_s": round(start - job.t_submit, 4), "first_token_s": round(first - job.t_submit, 4),
             "total_s": round(total, 4), "tokens_per_s": round(job.n_new / total, 2) if total > 0 else 0.0}
 
-# %% ../nbs/12_serve.ipynb #4c49510b
+# %% ../nbs/12_serve.ipynb #12dd7d13
 def add_generate_routes(app, service):
     "POST /generate (one JSON answer) and POST /generate/stream (server-sent events) on `app`."
     @app.post("/generate", response_model=GenerateResponse, summary="Continue a prompt; answer when done")
@@ -383,7 +406,7 @@ def add_generate_routes(app, service):
             finally: watch.cancel()
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-# %% ../nbs/12_serve.ipynb #4b517d9b
+# %% ../nbs/12_serve.ipynb #9f5906d8
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }
 textarea { width: 100%; font: inherit; padding: .5rem; box-sizing: border-box }
@@ -413,7 +436,7 @@ PAGE_BODY = """
 <p id="status"></p>
 """
 
-# %% ../nbs/12_serve.ipynb #13e0fe2d
+# %% ../nbs/12_serve.ipynb #6aeb7639
 PAGE_SCRIPT = r"""
 const $ = id => document.getElementById(id);
 const show = msg => { $("status").textContent = msg };
@@ -462,7 +485,7 @@ def page():
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{PAGE_STYLE}</style></head>'
             f'<body>{PAGE_BODY}<script>{PAGE_SCRIPT}</script></body></html>')
 
-# %% ../nbs/12_serve.ipynb #c15620b7
+# %% ../nbs/12_serve.ipynb #7ea1eddf
 def default_models(checkpoints=()):
     "The bundled model as 'default', each checkpoint under its folder or file name, and cached published models."
     models = {"default": load_default}
@@ -485,7 +508,7 @@ async def _server_error(request, exc):
     log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-# %% ../nbs/12_serve.ipynb #bec6675a
+# %% ../nbs/12_serve.ipynb #b8b9dfda
 def create_app(models=None, *, checkpoints=(), max_prompt_tokens=1024, max_new_tokens=512, max_batch=32):
     "A FastAPI app serving `models` ({name: model or loader}; default: `default_models(checkpoints)`)."
     service = Service(default_models(checkpoints) if models is None else models, max_prompt_tokens, max_new_tokens, max_batch)
@@ -514,9 +537,9 @@ def create_app(models=None, *, checkpoints=(), max_prompt_tokens=1024, max_new_t
     add_generate_routes(app, service)
     return app
 
-# %% ../nbs/12_serve.ipynb #e968dcb9
+# %% ../nbs/12_serve.ipynb #9bcee20f
 def run_server(checkpoints=(), host="127.0.0.1", port=8000, max_prompt_tokens=1024, max_new_tokens=512):
-    "Serve the bundled model and `checkpoints` over HTTP on `host`:`port` until interrupted (`tinygpt serve`)."
+    "Serve the bundled model and `checkpoints` over HTTP on `host`:`port` until interrupted (Ctrl+C)."
     for name, v in (("max_prompt_tokens", max_prompt_tokens), ("max_new_tokens", max_new_tokens)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if not 0 <= port <= 65535: raise ValueError(f"port must be in 0..65535, got {port}")
@@ -540,13 +563,14 @@ class BackgroundServer:
     def __enter__(self): return self
     def __exit__(self, *exc): self.stop()
 
-# %% ../nbs/12_serve.ipynb #2e9524e9
-def load_test(url, concurrency, n_requests, max_new_tokens=64, model="default", prompt="Once upon a time"):
+# %% ../nbs/12_serve.ipynb #142df37e
+def load_test(url, concurrency, n_requests, max_new_tokens=64, model="default", prompt="Once upon a time", **sampling):
     "Send `n_requests` completions from `concurrency` threads to the server at `url`; latency and throughput figures."
     import httpx
     from concurrent.futures import ThreadPoolExecutor
     def one(i):
-        body = {"prompt": prompt, "model": model, "max_new_tokens": max_new_tokens, "temperature": 0.8, "seed": i, "stop_at_eot": False}
+        body = {"prompt": prompt, "model": model, "max_new_tokens": max_new_tokens, "seed": i, "stop_at_eot": False,
+                **({"temperature": 0.8, "top_k": 50} | sampling)}
         t = time.perf_counter()
         r = httpx.post(f"{url}/generate", json=body, timeout=600, trust_env=False)
         r.raise_for_status()
