@@ -3,7 +3,7 @@ import subprocess, sys, warnings
 from types import SimpleNamespace
 import pytest, torch, torch.nn.functional as F
 import tinygpt.kernels as K
-from tinygpt.moe import Expert, MoE, validate_moe_config
+from tinygpt.moe import Expert, MoE, validate_moe_config, silu_mul
 
 @pytest.fixture(autouse=True)
 def fresh_kernels(monkeypatch):
@@ -106,6 +106,8 @@ def test_liger_calls_use_liger_signatures(monkeypatch):
     monkeypatch.setattr(K, "_liger", fake_liger(SiLUMul, FLCE))
     monkeypatch.setattr(K, "_use_liger", lambda t: True)
     e = Expert(8, 16)
+    assert e.glu is silu_mul                                   # plain PyTorch until switched explicitly
+    K.use_fused_swiglu(e)
     assert list(e.state_dict()) == ["gate_proj.weight", "up_proj.weight", "down_proj.weight"]
     x = torch.randn(3, 8)
     torch.testing.assert_close(e(x), e.down_proj(F.silu(e.gate_proj(x)) * e.up_proj(x)))
@@ -128,10 +130,11 @@ def test_chunked_matches_plain_bf16_and_weight_only_grad():
     torch.testing.assert_close(wb.grad.float(), wf.grad, rtol=2e-2, atol=1e-3)
 
 def test_moe_config_errors():
-    for n, k, msg in [(2, 3, "larger than n_experts"), (-1, 1, ">= 0"), (4, 0, ">= 1"), (2.5, 1, "integer")]:
+    for n, k, msg in [(2, 3, "larger than n_experts"), (-1, 1, "between 1"), (0, 1, "between 1"), (4, 0, ">= 1"), (2.5, 1, "integer")]:
         with pytest.raises(ValueError, match=msg): validate_moe_config(n, k)
-    validate_moe_config(0, 5)                                   # dense: top_k is not used
-    with pytest.raises(ValueError, match="n_experts >= 1"): MoE(8, 0, 1, 16)
+    with pytest.raises(ValueError, match="router_noise"): validate_moe_config(4, 2, -5)
+    with pytest.raises(ValueError, match="n_experts must be between 1"): MoE(8, 0, 1, 16)
+    with pytest.raises(ValueError, match="router_noise"): MoE(8, 4, 2, 16, noise=float("nan"))
 
 def test_moe_under_bf16_autocast():
     "Under autocast the experts return bf16 while the layer input is float32: the dispatch must still combine them."
@@ -145,7 +148,8 @@ def test_moe_under_bf16_autocast():
 
 def test_tiny_moe_model_loss_includes_aux():
     from dataclasses import replace
-    from tinygpt.model import GPT, PRESETS
+    from tinygpt.model import GPT
+    from tinygpt.moe import PRESETS
     torch.manual_seed(0)
     cfg = replace(PRESETS["tiny-moe"], vocab_size=256, n_layer=2, moe_aux_coef=0.01, moe_z_coef=0.001)
     m = GPT(cfg)
@@ -154,3 +158,29 @@ def test_tiny_moe_model_loss_includes_aux():
     aux = sum(b.mlp.aux_loss for b in m.blocks)
     torch.testing.assert_close(loss, F.cross_entropy(logits.view(-1, 256), idx.view(-1)) + aux)
     assert all(b.mlp.last_routing.shape == (2, 8, 2) for b in m.blocks)
+
+def test_use_fused_swiglu_switches_every_expert_and_back():
+    from tinygpt.model import GPT
+    from tinygpt.moe import PRESETS
+    from dataclasses import replace
+    m = GPT(replace(PRESETS["tiny-moe"], vocab_size=64, n_layer=2))
+    experts = [x for x in m.modules() if isinstance(x, Expert)]
+    assert len(experts) == 8 and all(e.glu is silu_mul for e in experts)
+    keys = list(m.state_dict())
+    assert K.use_fused_swiglu(m) is m and all(e.glu is K.swiglu for e in experts)
+    assert list(m.state_dict()) == keys                                  # no parameter or buffer changes
+    K.use_fused_swiglu(m, enabled=False); assert all(e.glu is silu_mul for e in experts)
+
+def test_learning_order_of_imports():
+    "A module never imports a module of a later lesson (lazy imports inside functions included)."
+    import ast, tinygpt
+    from pathlib import Path
+    order = ["tokenizer", "data", "attention", "layers", "model", "generate", "moe", "kernels"]
+    pkg = Path(tinygpt.__file__).parent
+    for i, name in enumerate(order):
+        tree = ast.parse((pkg / f"{name}.py").read_text())
+        used = {n.module.split(".")[-1] if n.module != "tinygpt" else a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                and (n.level or n.module.startswith("tinygpt")) for a in n.names}
+        used |= {a.name.split(".")[1] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name.startswith("tinygpt.")}
+        later = used & set(order[i + 1:])
+        assert not later, f"tinygpt.{name} imports later lessons' modules: {sorted(later)}"
