@@ -21,7 +21,8 @@ def matmul_gflops(dtype, n=1024, reps=5):
 
 def run_mode(mode, a):
     import numpy as np, torch
-    from tinygpt.model import GPT, PRESETS
+    from tinygpt.model import GPT
+    from tinygpt.moe import PRESETS           # all presets, dense and MoE
     if a.threads: torch.set_num_threads(a.threads)
     cfg = PRESETS[a.preset]
     tokens = np.random.default_rng(0).integers(0, 50257, 2_000_000).astype(np.uint16)
@@ -47,7 +48,8 @@ def run_mode(mode, a):
         if "bf16" in mode: kw["dtype"] = "bf16"
         if "fp32" in mode: kw["dtype"] = "fp32"
         if "compile" in mode: kw["compile"] = True
-        tr = Trainer(model, tokens, None, "/tmp/bench_train_run", **kw)
+        import tempfile
+        tr = Trainer(model, tokens, None, tempfile.mkdtemp(prefix="bench-train-"), **kw)   # train_step only: no files written
         info = {"dtype": str(tr.dtype).replace("torch.", ""), "compile": tr.cfg.compile, "fused_ce": tr.loss_fn.fused_ce}
         for i in range(n_warm + a.steps):
             t = time.perf_counter(); tr.train_step()
