@@ -210,14 +210,15 @@ def check_run_folder(out, resume, overwrite):
 # %% ../nbs/13_cli.ipynb #f7cbb10f
 def check_resume(out, preset, kw):
     "The checkpoint in `out`, if `--resume` can continue it with `preset` and the steps in `kw`; else a clear error."
-    from tinygpt.moe import config_from_dict
+    from tinygpt.moe import config_from_dict, is_moe
     from tinygpt.training import read_checkpoint
     ck = read_checkpoint(out)
     if preset is not None:
-        saved, wanted = config_from_dict(ck["config"]).to_dict(), PRESETS[preset].to_dict()
-        diff = {k: (wanted.get(k), saved.get(k)) for k in {*saved, *wanted} if wanted.get(k) != saved.get(k)}
-        if diff: raise ValueError(f"--preset {preset} does not match the model of the run in {out} "
-                                  f"(preset vs run: {diff}); resume without --preset")
+        saved, wanted = config_from_dict(ck["config"]), PRESETS[preset]
+        kind = lambda c: f"an MoE model ({c.n_experts} experts)" if is_moe(c) else "a dense model"
+        if is_moe(saved) != is_moe(wanted): why = f"it is {kind(wanted)}, the run is {kind(saved)}"
+        else: why = ", ".join(f"{k} {v} vs {getattr(saved, k)}" for k, v in wanted.to_dict().items() if getattr(saved, k) != v)
+        if why: raise ValueError(f"--preset {preset} does not match the model of the run in {out} ({why}); resume without --preset")
     at, target = ck["step"], kw.get("stop_at") or kw.get("max_steps")
     if target is not None and at >= target:
         raise ValueError(f"{out} is already at step {at}: nothing to train (raise --max-steps or --stop-at)")
