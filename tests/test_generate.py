@@ -2,7 +2,7 @@
 import platform, types
 import pytest, torch, torch.nn.functional as F
 import tinygpt.generate as gen
-from tinygpt.generate import generate, stream, complete, sample_next, fast_linear, fast_linears, onednn_ok
+from tinygpt.generate import generate, stream, complete, sample_next, check_sampling_args, MAX_NEW_TOKENS
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.moe import config_from_dict
 from tinygpt.tokenizer import EOT_ID
@@ -93,50 +93,77 @@ def test_complete_text():
 
 def patched(m): return [x for x in m.modules() if "forward" in vars(x)]
 
-@pytest.mark.parametrize("kw", [{}, {"n_experts": 4, "top_k_experts": 2, "expert_hidden": 32}])
-def test_fast_linears_match_plain_and_clean_up(kw):
-    m, x = tiny(**kw), torch.randint(0, 512, (2, 7), generator=torch.Generator().manual_seed(1))
-    with torch.inference_mode():
-        plain = m(x)
-        with fast_linears(m):
-            assert len(patched(m)) == sum(isinstance(l, torch.nn.Linear) for l in m.modules())
-            fast = m(x)
-    assert torch.allclose(fast, plain, atol=1e-5) and not patched(m)
-    with pytest.raises(ZeroDivisionError):
-        with fast_linears(m): 1 / 0
-    assert not patched(m)                                              # an error inside leaves the model plain
-
-def test_stream_closed_early_leaves_the_model_plain():
+def test_generate_and_stream_never_patch_the_callers_modules():
     m = tiny(); s = stream(m, [1, 2, 3], 10, temperature=0)
-    next(s); assert patched(m)                                         # patched while the stream is open
-    s.close(); assert not patched(m)
+    next(s); assert not patched(m)
+    s.close(); generate(m, [1, 2, 3], 5, temperature=0); assert not patched(m)
 
-def test_fast_linears_switched_off(monkeypatch):
+def test_huge_max_new_tokens_is_refused_and_nothing_is_allocated_up_front():
+    for bad in (10**12, 1e12, MAX_NEW_TOKENS + 1, True, -1, 2.5):
+        with pytest.raises(ValueError, match="max_new_tokens"): generate(Successor(), [1], bad)
+    sizes = []
+    class Spy(Successor):
+        def hidden_states(self, ids, kv_cache=None):
+            sizes.append(ids.untyped_storage().nbytes()); return super().hidden_states(ids, kv_cache)
+    out = generate(Spy(block_size=8), torch.tensor([[EOT_ID - 3]] * 4), MAX_NEW_TOKENS, temperature=0)   # stops at EOT
+    assert out.shape == (4, 4) and max(sizes) <= 4 * 2 * 8 * 8       # the loop's buffer: two windows of int64, not 1e6 tokens
+
+def test_long_run_slides_its_buffer():
+    m = Successor(block_size=8)
+    out = generate(m, [0], 100, temperature=0, stop_at_eot=False)
+    assert out.tolist() == list(range(101))
+    assert generate(Successor(block_size=8), [0], 100, temperature=0, stop_at_eot=False, use_cache=False).tolist() == list(range(101))
+
+@pytest.mark.parametrize("bad,match", [(dict(repetition_penalty=1e-40), "between 0.01 and 100"), (dict(repetition_penalty=1e6), "repetition_penalty"),
+    (dict(repetition_penalty=float("nan")), "repetition_penalty"), (dict(temperature=1e-40), "temperature"), (dict(temperature=float("inf")), "temperature"),
+    (dict(temperature="1"), "temperature"), (dict(top_k=2.5), "top_k"), (dict(top_k=True), "top_k"), (dict(top_p=float("nan")), "top_p")])
+def test_sampling_ranges(bad, match):
+    with pytest.raises(ValueError, match=match) as e: check_sampling_args(5, **bad)
+    assert "\n" not in str(e.value)
+    check_sampling_args(5, temperature=0, repetition_penalty=0.01); check_sampling_args(5, temperature=100, repetition_penalty=100)
+
+def test_float_bool_complex_token_ids_are_refused():
+    for bad in ([1.0, 2.0], torch.tensor([1.5]), torch.tensor([True]), torch.tensor([1 + 0j])):
+        with pytest.raises(TypeError, match="integers"): generate(tiny(), bad, 2)
     m = tiny()
-    monkeypatch.setenv("TINYGPT_KERNELS", "torch")
-    with fast_linears(m): assert not patched(m)
-    monkeypatch.delenv("TINYGPT_KERNELS")
-    compiled_like = types.SimpleNamespace(_orig_mod=m, modules=m.modules)   # what torch.compile returns looks like this
-    with fast_linears(compiled_like): assert not patched(m)
+    for bad in (torch.tensor([[1.0, 2.0]]), torch.tensor([[True]]), torch.tensor([[1 + 0j]])):
+        with pytest.raises(TypeError, match="integer token ids"): m(bad)
 
-def test_fast_linear_takes_onednn_only_where_safe(monkeypatch):
-    calls = []
-    monkeypatch.setattr(gen, "onednn_linear", lambda x, w, b=None: calls.append(tuple(x.shape)) or F.linear(x, w, b))
-    w = torch.randn(8, 4)
+def test_nan_weights_give_a_clear_error():
+    m = tiny()
+    with torch.no_grad(): m.ln_f.weight[0] = float("nan")
+    for kw in (dict(temperature=0), dict(temperature=1.0, top_k=5)):
+        with pytest.raises(ValueError, match="NaN or infinite logits"): generate(m, [1, 2], 5, **kw)
+        with pytest.raises(ValueError, match="NaN or infinite logits"): list(stream(m, [1, 2], 5, **kw))
+
+def test_threads_share_one_model_in_train_mode():
+    "Four threads decoding greedily with one model in train mode: one thread's result each, and the mode left as it was."
+    import threading
+    m = tiny(); m.train()
+    prompts = [torch.randint(0, 512, (6,), generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    m.eval(); want = [generate(m, p, 30, temperature=0, stop_at_eot=False) for p in prompts]; m.train()
+    got, errors, barrier = [None] * 4, [], threading.Barrier(4)
+    def work(i):
+        try:
+            barrier.wait()
+            for _ in range(3): got[i] = generate(m, prompts[i], 30, temperature=0, stop_at_eot=False)
+        except Exception as e: errors.append(e)
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert not errors and all(torch.equal(a, b) for a, b in zip(got, want)) and m.training
+    m.eval(); generate(m, [1], 2); assert not m.training
+
+def test_cpu_ids_are_range_checked_every_call(monkeypatch):
+    "On the CPU the id-range check is free and runs on every call (off the CPU: the first call only, see lesson 04)."
+    m = tiny(); reads = []
+    orig = torch.Tensor.aminmax
+    monkeypatch.setattr(torch.Tensor, "aminmax", lambda self, *a, **k: reads.append(1) or orig(self, *a, **k))
+    x = torch.randint(0, 512, (1, 4))
     with torch.no_grad():
-        for x in (torch.randn(2, 3, 4), torch.randn(4), torch.randn(33, 4), torch.randn(0, 4)):
-            assert torch.allclose(fast_linear(x, w), F.linear(x, w))
-        fast_linear(torch.randn(1, 4).double(), w.double())           # float64: F.linear
-    y = fast_linear(torch.randn(1, 4), w.clone().requires_grad_())    # autograd on: F.linear, which has a backward
-    assert y.requires_grad
-    assert calls == ([(2, 3, 4), (4,)] if onednn_ok() else [])
-    monkeypatch.setattr(gen, "onednn_ok", lambda: False); calls.clear()
-    with torch.no_grad(): fast_linear(torch.randn(1, 4), w)
-    assert calls == []
-
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is part of PyTorch's x86 wheels")
-def test_onednn_is_usable_on_x86():
-    assert onednn_ok()                                                 # else CPU decoding silently loses its fast path
+        m(x); m(x)
+    assert len(reads) == 2                                              # CPU: every call
+    with pytest.raises(ValueError, match="vocab_size=512"): m(torch.tensor([[512]]))
 
 @pytest.mark.slow
 def test_benchmark_runs(capsys):

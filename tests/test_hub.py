@@ -6,11 +6,12 @@ from safetensors.torch import load_file
 import huggingface_hub.constants as hub_constants
 import tinygpt.hub as hub
 from tinygpt.hub import (CheckpointError, OfflineError, HubGPT, save_pretrained, load_checkpoint, from_pretrained,
-                         load_default, write_model_card, as_hub, course_key, PUBLISHED_FILES)
+                         load_default, write_model_card, as_hub, course_key, to_published, PUBLISHED_FILES)
 from tinygpt.model import GPT, GPTConfig, PRESETS
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed_state_dicts.json"
-# Small models in the published layout need the published head count (8): heads are in no tensor's shape.
+REFERENCE = Path(hub.__file__).parent / "assets" / "reference" / "state_dicts.json"      # shipped with the package
+SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed_state_dicts.json"
+# Small models in the published layout: heads are in no tensor's shape, so loading them needs config=.
 SMALL = {"tinygpt": GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=8, n_embd=64, dropout=0.1),
          "tinygpt-moe": GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=8, n_embd=64, dropout=0.1,
                                   n_experts=4, top_k_experts=2, expert_hidden=96)}
@@ -19,9 +20,7 @@ SMALL = {"tinygpt": GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=8
 def _no_grad():
     with torch.no_grad(): yield
 
-def seed():
-    if not SEED.exists(): pytest.skip(f"no reference key list at {SEED}")
-    return json.loads(SEED.read_text())
+def seed(): return json.loads(REFERENCE.read_text())
 
 def small_model(arch, seed_=0):
     torch.manual_seed(seed_)
@@ -31,19 +30,7 @@ def small_model(arch, seed_=0):
 
 def idx(cfg, T=12, B=2): return torch.randint(0, cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(1))
 
-# --- the published layouts, written independently of the loader ------------------------------------------------
-def to_published(sd, arch, prefix="", swiglu=False):
-    "Course state dict -> the reference implementation's key names (used to build published-layout files)."
-    out = {}
-    for k, v in sd.items():
-        if arch == "tinygpt": k = k.replace("tok_emb.", "token_embedding_table.").replace("pos_emb.", "position_embedding_table.")
-        else: k = k.replace("tok_emb.", "token_emb.")
-        k = re.sub(r"attn\.qkv\.(weight|bias)$", r"attn.in_proj_\1", k).replace("attn.proj.", "attn.out_proj.")
-        k = k.replace("mlp.fc.", "ffwd.0.").replace("mlp.proj.", "ffwd.2.").replace("mlp.router.", "moe.gate.")
-        k = re.sub(r"mlp\.experts\.(\d+)\.", (r"moe.experts.\1.swiglu." if swiglu else r"moe.experts.\1."), k)
-        out[prefix + k] = v.clone()
-    return out
-
+# --- the reference math, written independently of the loader ---------------------------------------------------
 def ref_forward(sd, ids, n_head=8):
     "Logits of a published-layout state dict, computed like the reference (nn.MultiheadAttention, ReLU MLP, top-2 MoE)."
     sd = {re.sub(r"(experts\.\d+)\.swiglu\.", r"\1.", k.removeprefix("_orig_mod.").removeprefix("module.")): v for k, v in sd.items()}
@@ -74,12 +61,22 @@ def ref_forward(sd, ids, n_head=8):
 
 @pytest.mark.parametrize("arch", ["tinygpt", "tinygpt-moe"])
 def test_published_layout_helper_matches_reference_keys(arch):
-    "The test's to_published reproduces the reference key list and shapes exactly (checked on the meta device)."
+    "hub.to_published (PUBLISHED_NAMES read backwards) gives the shipped reference key list and shapes exactly."
     ref = seed()[arch]
     with torch.device("meta"): m = GPT(PRESETS[arch])
     got = [(k, list(v.shape)) for k, v in to_published(m.state_dict(), arch).items()]
-    assert sorted(got) == sorted((k, s) for k, s in ref["state_dict"])
-    assert m.n_params() == ref["params"]
+    assert sorted(got) == sorted((k, s) for k, s in ref["keys"])
+    assert m.n_params() == ref["parameters"] and ref["file"] == PUBLISHED_FILES[arch]
+    assert [course_key(k) for k, _ in got] == list(m.state_dict())             # and back again
+
+def test_shipped_reference_matches_shared():
+    "The package's reference facts were made from the shared reference folder (checked where it exists, e.g. CI)."
+    if not SHARED_SEED.exists(): pytest.skip(f"no shared reference at {SHARED_SEED}")
+    shared, ours = json.loads(SHARED_SEED.read_text()), seed()
+    for arch in ("tinygpt", "tinygpt-moe"):
+        sd = shared[arch]["state_dict"]
+        assert [[k, list(s)] for k, s in (sd.items() if isinstance(sd, dict) else sd)] == ours[arch]["keys"]
+        assert shared[arch]["params"] == ours[arch]["parameters"] and shared[arch]["published_file"] == ours[arch]["file"]
 
 # --- course format ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["tinygpt", "tinygpt-moe"])
@@ -125,10 +122,8 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         with pytest.raises(OSError, match="disk full"): save_pretrained(m, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []                                   # no folder, no temp left behind
     folder = save_pretrained(m, tmp_path / "new")
-    (folder / "checkpoint.pt").write_bytes(b"keep me")
     m2 = small_model("tinygpt", seed_=5)
-    save_pretrained(m2, folder, model_card="# my card\n")                   # into an existing folder
-    assert (folder / "checkpoint.pt").read_bytes() == b"keep me"
+    save_pretrained(m2, folder, model_card="# my card\n")                   # into an existing folder: swapped whole
     assert (folder / "README.md").read_text() == "# my card\n"
     assert torch.equal(load_checkpoint(folder)(idx(m.config)), m2(idx(m.config)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
@@ -141,14 +136,12 @@ def test_saved_folder_is_readable_by_all(tmp_path):
     old = os.umask(0o022)
     try:
         folder = save_pretrained(m, tmp_path / "new", model_card=dict(data="test data"))
-        (folder / "checkpoint.pt").write_bytes(b"x"); (folder / "checkpoint.pt").chmod(0o600)
         save_pretrained(m, folder)                                                   # into an existing folder too
         write_model_card(folder, data="test data")                                   # a card rewritten in place too
     finally: os.umask(old)
     assert folder.stat().st_mode & 0o777 == 0o755
     for name in ("config.json", "model.safetensors", "README.md"):
         assert (folder / name).stat().st_mode & 0o777 == 0o644, name
-    assert (folder / "checkpoint.pt").stat().st_mode & 0o777 == 0o600             # files we did not write keep theirs
 
 def test_push_to_hub_uploads_the_course_folder(monkeypatch):
     "push_to_hub (the mixin's) creates the repo and uploads config.json + model.safetensors + README.md in one commit."
@@ -186,9 +179,10 @@ def test_small_published_layouts_load(tmp_path, arch, prefix, swiglu):
     sd = to_published(m.state_dict(), arch, prefix, swiglu)
     torch.save(sd, tmp_path / "w.pt")
     x = idx(m.config)
+    with pytest.raises(CheckpointError, match="number of attention heads is stored nowhere"): load_checkpoint(tmp_path / "w.pt")
     for a in (None, arch):
-        got = load_checkpoint(tmp_path / "w.pt", arch=a)
-        assert got.config == dataclasses.replace(m.config, dropout=PRESETS[arch].dropout) and not got.training
+        got = load_checkpoint(tmp_path / "w.pt", arch=a, config=m.config)
+        assert got.config == m.config and not got.training
         assert torch.equal(got(x), m(x))
         torch.testing.assert_close(got(x), ref_forward(sd, x), atol=1e-4, rtol=1e-4)
 
@@ -197,14 +191,14 @@ def test_full_size_published_checkpoint(tmp_path, arch):
     "State dicts straight from the reference key list, full size, random values: same logits as the reference math."
     ref = seed()[arch]
     g = torch.Generator().manual_seed(0)
-    sd = {k: torch.randn(s, generator=g) * 0.02 for k, s in ref["state_dict"]}
+    sd = {k: torch.randn(s, generator=g) * 0.02 for k, s in ref["keys"]}
     emb = "token_embedding_table.weight" if arch == "tinygpt" else "token_emb.weight"
     sd["lm_head.weight"] = sd[emb]                                           # tied, as torch.save stores it
     if arch == "tinygpt-moe":                                                # compiled + liger layout
         sd = {"_orig_mod." + re.sub(r"(experts\.\d+)\.", r"\1.swiglu.", k): v for k, v in sd.items()}
-    torch.save(sd, tmp_path / ref["published_file"])
-    got = load_checkpoint(tmp_path / ref["published_file"])
-    assert got.config == PRESETS[arch] and got.n_params() == ref["params"]
+    torch.save(sd, tmp_path / ref["file"])
+    got = load_checkpoint(tmp_path / ref["file"])                          # the published sizes: 8 heads, no config needed
+    assert got.config == PRESETS[arch] and got.n_params() == ref["parameters"]
     x = torch.randint(0, 50257, (1, 8), generator=g)
     torch.testing.assert_close(got(x), ref_forward(sd, x), atol=1e-4, rtol=1e-3)
 
@@ -245,11 +239,16 @@ def test_bad_files(tmp_path):
     with open(tmp_path / "plain.pkl", "wb") as f: pickle.dump({"model": Obj()}, f)
     torch.save([1, 2, 3], tmp_path / "list.pt")
     torch.save({"optimizer": {"lr": 1.0}}, tmp_path / "nomodel.pt")
-    err(lambda: load_checkpoint(tmp_path / "cut.pt"), "truncated, corrupt")
-    err(lambda: load_checkpoint(tmp_path / "text.pt"), "not a checkpoint at all")
-    err(lambda: load_checkpoint(tmp_path / "empty.pt"), "truncated, corrupt")
-    assert "test_hub.Obj" in err(lambda: load_checkpoint(tmp_path / "objects.pt"), r"Python objects.*weights_only=True\) refused")
-    err(lambda: load_checkpoint(tmp_path / "plain.pkl"), r"plain Python pickle.*weights_only=True\) refused")
+    err(lambda: load_checkpoint(tmp_path / "cut.pt"), "truncated or corrupt")
+    err(lambda: load_checkpoint(tmp_path / "text.pt"), "truncated or corrupt")
+    err(lambda: load_checkpoint(tmp_path / "empty.pt"), "truncated or corrupt")
+    assert "test_hub.Obj" in err(lambda: load_checkpoint(tmp_path / "objects.pt"), "objects other than tensors.*refused for safety")
+    err(lambda: load_checkpoint(tmp_path / "plain.pkl"), "objects other than tensors.*refused for safety")
+    class Evil:
+        def __reduce__(self): return (os.system, ("echo owned",))
+    torch.save({"model": Evil()}, tmp_path / "evil.pt")
+    msg = err(lambda: load_checkpoint(tmp_path / "evil.pt"), "objects other than tensors.*refused for safety")
+    assert "system" in msg and "truncated" not in msg
     err(lambda: load_checkpoint(tmp_path / "list.pt"), "not a model checkpoint.*got a list")
     err(lambda: load_checkpoint(tmp_path / "nomodel.pt"), "not a model checkpoint")
     err(lambda: load_checkpoint(tmp_path / "missing.pt"), "no checkpoint at", FileNotFoundError)
@@ -277,7 +276,7 @@ def test_strictness_names_the_keys(tmp_path):
     m = small_model("tinygpt-moe")
     sd = to_published(m.state_dict(), "tinygpt-moe", "_orig_mod.", swiglu=True)
     def check(d, match):
-        torch.save(d, tmp_path / "x.pt"); return err(lambda: load_checkpoint(tmp_path / "x.pt"), match)
+        torch.save(d, tmp_path / "x.pt"); return err(lambda: load_checkpoint(tmp_path / "x.pt", config=m.config), match)
     check({k: v for k, v in sd.items() if "experts.3." not in k}, r"missing: blocks\.0\.mlp\.experts\.3\.down_proj\.weight")
     check({**sd, "_orig_mod.blocks.0.moe.extra.weight": torch.zeros(2)}, r"unexpected: blocks\.0\.mlp\.extra\.weight")
     bad = dict(sd); bad["_orig_mod.blocks.1.moe.experts.0.swiglu.up_proj.weight"] = torch.zeros(5, 64)
@@ -322,7 +321,7 @@ def test_from_pretrained_downloads_and_converts(tmp_path, monkeypatch):
         calls.append((repo_id, filename, revision, cache_dir)); return str(tmp_path / filename)
     monkeypatch.setattr(hub, "hf_hub_download", fake)
     for arch, m in files.items():
-        got = from_pretrained(variant=arch, revision="abc123", cache_dir="/c")
+        got = from_pretrained(variant=arch, revision="abc123", cache_dir="/c", config=m.config)
         x = idx(m.config)
         assert torch.equal(got(x), m(x)) and not got.training
     assert calls == [("NotShrirang/tinygpt", PUBLISHED_FILES["tinygpt"], "abc123", "/c"),
@@ -373,3 +372,88 @@ def test_real_download(variant, tmp_path):
     assert torch.isfinite(logits).all()
     save_pretrained(m, tmp_path / "conv")
     assert torch.equal(load_checkpoint(tmp_path / "conv")(torch.tensor([[1, 2]])), m(torch.tensor([[1, 2]])))
+
+# --- reliability: ambiguous heads, NaN weights, full disks, run folders, whole-folder swaps -------------------------
+def test_bare_state_dict_needs_its_architecture(tmp_path):
+    "A 4-head model saved as a bare state dict must not load as 8 heads (different logits); config= makes it exact."
+    torch.manual_seed(0)
+    m = GPT(PRESETS["tiny"]).eval()                                          # 4 heads, like the bundled model
+    torch.save(m.state_dict(), tmp_path / "bare.pt")
+    msg = err(lambda: load_checkpoint(tmp_path / "bare.pt"), "cannot be read from the shapes")
+    assert "config=" in msg and "n_embd=128" in msg
+    x = torch.randint(0, 50257, (1, 16))
+    for cfg in (PRESETS["tiny"], "tiny", PRESETS["tiny"].to_dict()):
+        assert torch.equal(load_checkpoint(tmp_path / "bare.pt", config=cfg)(x), m(x))
+    eight = dataclasses.replace(PRESETS["tiny"], n_head=8)                 # the wrong head count loads, but differs:
+    assert not torch.equal(load_checkpoint(tmp_path / "bare.pt", config=eight)(x), m(x))   # hence no guessing
+    err(lambda: load_checkpoint(tmp_path / "bare.pt", config="huge"), "unknown preset")
+    folder = save_pretrained(m, tmp_path / "f")                            # a folder has its config: config= must agree
+    err(lambda: load_checkpoint(folder, config=eight), "differs from config=")
+
+def test_nan_weights_refused(tmp_path):
+    m = small_model("tinygpt")
+    sd = {k: v.clone() for k, v in m.state_dict().items()}; sd["blocks.1.attn.proj.weight"][3, 4] = float("inf")
+    torch.save({"model": sd, "config": m.config.to_dict(), "step": 1}, tmp_path / "inf.pt")
+    msg = err(lambda: load_checkpoint(tmp_path / "inf.pt"), "NaN or inf")
+    assert "blocks.1.attn.proj.weight" in msg
+    with torch.no_grad(): m.blocks[0].mlp.fc.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"): save_pretrained(m, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["inf.pt"]
+
+class _FullDisk:
+    "A file object that accepts `limit` bytes, then fails with ENOSPC like a full disk."
+    def __init__(self, f, limit=100): self.f, self.n, self.limit = f, 0, limit
+    def __enter__(self): return self
+    def __exit__(self, *a): self.f.close()
+    def fileno(self): return self.f.fileno()
+    def flush(self): self.f.flush()
+    def write(self, b):
+        self.n += len(b)
+        if self.n > self.limit: raise OSError(28, "No space left on device")
+        return self.f.write(b)
+
+def test_model_card_on_a_full_disk_leaves_no_temp_file(tmp_path, monkeypatch):
+    import tinygpt.data
+    folder = save_pretrained(small_model("tinygpt"), tmp_path / "m")
+    before = (folder / "README.md").read_text()
+    real = os.fdopen
+    monkeypatch.setattr(tinygpt.data.os, "fdopen", lambda *a, **k: _FullDisk(real(*a, **k)))
+    with pytest.raises(OSError, match="No space left"): write_model_card(folder, data="x" * 1000, steps=3)
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert (folder / "README.md").read_text() == before
+
+def test_run_folder_loads_its_checkpoint_and_refuses_exports(tmp_path):
+    "Rule: a folder with checkpoint.pt is a training run and loads from it, so a model.safetensors there can't be stale."
+    old, new = small_model("tinygpt", 1), small_model("tinygpt", 2)
+    run = tmp_path / "run"; run.mkdir()
+    torch.save({"model": new.state_dict(), "config": new.config.to_dict(), "step": 9}, run / "checkpoint.pt")
+    with pytest.raises(ValueError, match="training run folder"): save_pretrained(old, run)       # export RUN RUN: refused
+    save_pretrained(old, tmp_path / "elsewhere")
+    for name in ("model.safetensors", "config.json"):                                           # copied in by hand
+        (run / name).write_bytes((tmp_path / "elsewhere" / name).read_bytes())
+    os.utime(run / "model.safetensors", (4e9, 4e9))                                            # even "newer" on the clock
+    x = idx(new.config)
+    assert torch.equal(load_checkpoint(run)(x), new(x))
+    assert torch.equal(load_checkpoint(run / "model.safetensors")(x), old(x))                   # unless asked by name
+
+def test_save_pretrained_swaps_the_whole_folder(tmp_path, monkeypatch):
+    a, b = small_model("tinygpt", 1), small_model("tinygpt", 2)
+    folder = save_pretrained(a, tmp_path / "m", model_card="# card A\n")
+    (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")                       # part of a model repo
+    x = idx(a.config)
+    def crash(new, target): raise OSError("killed before the swap")                            # a crash before the swap:
+    monkeypatch.setattr(hub, "swap_folder", crash)
+    with pytest.raises(OSError, match="killed"): save_pretrained(b, folder)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(folder)(x), a(x)) and (folder / "README.md").read_text() == "# card A\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]                                 # the old folder, no temp
+    for exchange in (True, False):                                                             # renameat2, or two renames
+        if not exchange: monkeypatch.setattr(hub, "_exchange", lambda p, q: False)
+        save_pretrained(b if exchange else a, folder, model_card="# card B\n")
+        assert torch.equal(load_checkpoint(folder)(x), (b if exchange else a)(x))
+        assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]  # all new
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"not part of a saved model \(notes.txt\)"): save_pretrained(b, folder)
+    assert (folder / "notes.txt").read_text() == "mine"

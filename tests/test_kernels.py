@@ -184,3 +184,74 @@ def test_learning_order_of_imports():
         used |= {a.name.split(".")[1] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name.startswith("tinygpt.")}
         later = used & set(order[i + 1:])
         assert not later, f"tinygpt.{name} imports later lessons' modules: {sorted(later)}"
+
+def patched(m): return [x for x in m.modules() if "forward" in vars(x)]
+
+def small_model(**kw):
+    from tinygpt.model import GPT
+    from tinygpt.moe import config_from_dict
+    torch.manual_seed(0)
+    return GPT(config_from_dict(dict(vocab_size=512, block_size=12, n_layer=2, n_head=2, n_embd=32, dropout=0.1, **kw))).eval()
+
+@pytest.mark.parametrize("kw", [{}, {"n_experts": 4, "top_k_experts": 2, "expert_hidden": 32}])
+def test_fast_decoding_matches_plain_and_cleans_up(kw):
+    from tinygpt.generate import generate
+    m, x = small_model(**kw), torch.randint(0, 512, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        plain = m(x)
+        with K.fast_decoding(m):
+            assert len(patched(m)) == sum(isinstance(l, torch.nn.Linear) for l in m.modules())
+            fast = m(x)
+            with K.fast_decoding(m): pass                                # nested: the outer patches stay
+            assert patched(m)
+    assert torch.allclose(fast, plain, atol=1e-5) and not patched(m)
+    with K.fast_decoding(m): a = generate(m, x, 15, temperature=0, stop_at_eot=False)
+    assert torch.equal(a, generate(m, x, 15, temperature=0, stop_at_eot=False)) and not patched(m)
+    with pytest.raises(ZeroDivisionError):
+        with K.fast_decoding(m): 1 / 0
+    assert not patched(m)                                              # an error inside leaves the model plain
+
+def test_fast_decoding_overlapping_threads():
+    import threading
+    m, errors, barrier = small_model(), [], threading.Barrier(3)
+    def work():
+        try:
+            barrier.wait()
+            for _ in range(20):
+                with K.fast_decoding(m): m(torch.randint(0, 512, (1, 3)))
+        except Exception as e: errors.append(e)
+    ts = [threading.Thread(target=work) for _ in range(3)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert not errors and not patched(m) and not K._FAST
+
+def test_fast_decoding_switched_off(monkeypatch):
+    import types
+    m = small_model()
+    monkeypatch.setenv("TINYGPT_KERNELS", "torch")
+    with K.fast_decoding(m): assert not patched(m)
+    monkeypatch.delenv("TINYGPT_KERNELS")
+    compiled_like = types.SimpleNamespace(_orig_mod=m, modules=m.modules)   # what torch.compile returns looks like this
+    with K.fast_decoding(compiled_like): assert not patched(m)
+
+def test_fast_linear_takes_onednn_only_where_safe(monkeypatch):
+    calls = []
+    monkeypatch.setattr(K, "onednn_linear", lambda x, w, b=None: calls.append(tuple(x.shape)) or F.linear(x, w, b))
+    w = torch.randn(8, 4)
+    with torch.no_grad():
+        for x in (torch.randn(2, 3, 4), torch.randn(4), torch.randn(33, 4), torch.randn(0, 4)):
+            assert torch.allclose(K.fast_linear(x, w), F.linear(x, w))
+        K.fast_linear(torch.randn(1, 4).double(), w.double())           # float64: F.linear
+    y = K.fast_linear(torch.randn(1, 4), w.clone().requires_grad_())    # autograd on: F.linear, which has a backward
+    assert y.requires_grad
+    assert calls == ([(2, 3, 4), (4,)] if K.onednn_ok() else [])
+    calls.clear(); monkeypatch.setenv("TINYGPT_KERNELS", "torch")
+    with torch.no_grad(): K.fast_linear(torch.randn(1, 4), w)
+    assert calls == []
+    monkeypatch.delenv("TINYGPT_KERNELS"); monkeypatch.setattr(K, "onednn_ok", lambda: False)
+    with torch.no_grad(): K.fast_linear(torch.randn(1, 4), w)
+    assert calls == []
+
+@pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is part of PyTorch's x86 wheels")
+def test_onednn_is_usable_on_x86():
+    assert K.onednn_ok()                                               # else fast_decoding silently loses its fast path

@@ -205,3 +205,141 @@ def test_compiled_training_matches_eager_closely(tmp_path, tokens):
     b = train(cfg, tokens, None, tmp_path / "compiled", compile=True, **{**KW, "max_steps": 3})
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         torch.testing.assert_close(va, vb, atol=1e-4, rtol=1e-3, msg=k)
+
+# --- reliability: no lost runs, no silent wrong models (each case is one clear error or the exact result) ---------
+from tinygpt.training import RunLock, RunFolderBusy, repair_metrics, load_weights_only
+
+def _steps(run): return [json.loads(l)["step"] for l in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+def test_existing_run_is_not_replaced_without_overwrite(tmp_path, tokens):
+    kw = {**KW, "max_steps": 4}
+    train(CFG, tokens, None, tmp_path, **kw)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a training run.*resume=True \(--resume\).*overwrite=True \(--overwrite\)") as e:
+        train(CFG, tokens, None, tmp_path, **kw)
+    assert "\n" not in str(e.value)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before and _steps(tmp_path) == [1, 2, 3, 4]   # untouched
+    with pytest.raises(ValueError, match="contradict"): train(CFG, tokens, None, tmp_path, resume=True, overwrite=True, **kw)
+    r = train(CFG, tokens, None, tmp_path, overwrite=True, **{**kw, "max_steps": 2})
+    assert r.step == 2 and _steps(tmp_path) == [1, 2] and read_checkpoint(tmp_path)["step"] == 2
+    (tmp_path / "other").mkdir(); (tmp_path / "other" / "notes.txt").write_text("x")     # a folder without a run: fine
+    assert train(CFG, tokens, None, tmp_path / "other", **kw).step == 4
+
+LOCK_HOLDER = "import sys, time; from tinygpt.training import RunLock; RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+
+def test_two_runs_into_one_folder_cannot_both_run(tmp_path, tokens):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderBusy, match=r"run is in use by another training run \(pid \d+\)"):
+            train(CFG, tokens, None, tmp_path / "run", **{**KW, "max_steps": 2})
+        assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+        assert isinstance(RunFolderBusy("x"), ValueError)                                  # a one-line user error
+    finally: holder.kill(); holder.wait()
+    assert (tmp_path / "run" / "run.lock").exists()                                        # a stale lock file stays ...
+    assert train(CFG, tokens, None, tmp_path / "run", **{**KW, "max_steps": 2}).step == 2  # ... and is seen to be stale
+    with RunLock(tmp_path / "run"), RunLock(tmp_path / "run"): pass                       # re-entrant in one process
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_checkpoints_and_resume_is_exact(tmp_path, tokens, sig):
+    straight = train(CFG, tokens, tokens, tmp_path / "a", eval_every=4, eval_batches=1, **KW)
+    def send(m):
+        if m["step"] == 7: os.kill(os.getpid(), sig)
+    before = signal.getsignal(sig)
+    with pytest.raises(KeyboardInterrupt, match=f"stopped by {sig.name} at step 8"):
+        train(CFG, tokens, tokens, tmp_path / "b", eval_every=4, eval_batches=1, callbacks=[send], **KW)
+    assert read_checkpoint(tmp_path / "b")["step"] == 8 and _steps(tmp_path / "b") == list(range(1, 9))
+    assert signal.getsignal(sig) is before                                                 # handlers put back
+    resumed = train(CFG, tokens, tokens, tmp_path / "b", resume=True, eval_every=4, eval_batches=1, **KW)
+    assert _same_weights(straight.model, resumed.model) == []
+    assert _steps(tmp_path / "b") == list(range(1, 21))                                    # no step twice
+    a_rows = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    b_rows = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["loss"], r.get("val_loss")) for r in a_rows] == [(r["loss"], r.get("val_loss")) for r in b_rows]
+
+def test_partial_metrics_line_and_temp_files_are_repaired_on_resume(tmp_path, tokens):
+    train(CFG, tokens, None, tmp_path, stop_at=5, **KW)
+    with open(tmp_path / "metrics.jsonl", "a") as f:                    # killed after step 6's line, inside step 7's
+        f.write(json.dumps({"step": 6, "loss": 1.0, "lr": 0.1}) + "\n" + '{"step": 7, "loss": 0.9')
+    junk = [tmp_path / ".checkpoint.pt.4242.tmp", tmp_path / ".checkpoint.pt.x1y2z3.tmp", tmp_path / ".metrics.jsonl.abc.tmp"]
+    for p in junk: p.write_bytes(b"\0" * 1000)
+    (tmp_path / "keep.tmp").write_text("not ours")
+    r = train(CFG, tokens, None, tmp_path, resume=True, **KW)
+    assert r.step == 20 and _steps(tmp_path) == list(range(1, 21))     # every line parses; 6 and 7 came from the resume
+    assert not any(p.exists() for p in junk) and (tmp_path / "keep.tmp").exists()
+
+def test_repair_metrics(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"step": 1}\n{"step": 2}\n')
+    assert repair_metrics(p, 2) == 0 and p.read_text() == '{"step": 1}\n{"step": 2}\n'
+    p.write_text('{"step": 1}\n{"step": 2}\n{"ste')
+    assert repair_metrics(p, 5) == 1 and p.read_text() == '{"step": 1}\n{"step": 2}\n'
+    assert repair_metrics(tmp_path / "none.jsonl", 3) == 0
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(grad_clip=float("nan")), "grad_clip must be a finite number"), (dict(grad_clip=-1.0), "grad_clip must be >= 0"),
+    (dict(max_steps=2.5), "max_steps must be an integer"), (dict(max_steps=True), "max_steps must be an integer"),
+    (dict(lr=float("inf")), "lr must be a finite number"), (dict(lr=0), "lr must be > 0"), (dict(lr="1e-3"), "lr must be a finite"),
+    (dict(batch_size=0), "batch_size must be >= 1"), (dict(grad_accum=1.5), "grad_accum must be an integer"),
+    (dict(warmup_steps=-1), "warmup_steps must be >= 0"), (dict(min_lr=float("nan")), "min_lr must be a finite"),
+    (dict(beta2=1.0), "beta2 must be < 1"), (dict(weight_decay=float("inf")), "weight_decay must be a finite"),
+    (dict(eval_batches=0), "eval_batches must be >= 1"), (dict(seed=2**70), "seed must be <="), (dict(seed=-1), "seed must be >= 0"),
+    (dict(block_size=0), "block_size must be >= 1"), (dict(stop_at=0), "stop_at must be >= 1"),
+    (dict(progress="yes"), "progress must be True or False"), (dict(dtype="fp16"), "dtype must be"), (dict(device=0), "device must be")])
+def test_bad_train_config_refused(tmp_path, tokens, bad, match):
+    with pytest.raises(ValueError, match=match): TrainConfig(**bad)
+    with pytest.raises(ValueError, match=match): train(CFG, tokens, None, tmp_path, **{**KW, **bad})
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert TrainConfig(max_steps=np.int64(3)).max_steps == 3                                # numpy integers are integers
+
+def test_divergence_never_saves_nan_weights(tmp_path, tokens):
+    def poison(m):                                                     # weights go bad after step 3's checkpoint
+        if m["step"] == 3:
+            with torch.no_grad(): trainer.model.blocks[0].mlp.fc.weight[0, 0] = float("inf")
+    class Grab:
+        def on_start(self, t): global trainer; trainer = t
+    with pytest.raises(ValueError, match="training diverged at step 4") as e:
+        train(CFG, tokens, None, tmp_path, callbacks=[Grab(), poison], ckpt_every=1, **KW)
+    assert "\n" not in str(e.value) and "lr=" in str(e.value)
+    ck = read_checkpoint(tmp_path)
+    assert ck["step"] == 3 and all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert _steps(tmp_path) == [1, 2, 3]
+    with torch.no_grad(): trainer.model.blocks[0].mlp.fc.weight[0, 0] = float("nan")   # save() refuses, whatever called it
+    with pytest.raises(ValueError, match="training diverged at step 3: the weights hold NaN"): trainer.save()
+    assert read_checkpoint(tmp_path)["step"] == 3
+
+class _FullDisk:
+    "A file object that accepts `limit` bytes, then fails with ENOSPC like a full disk."
+    def __init__(self, f, limit=2000): self.f, self.n, self.limit = f, 0, limit
+    def __enter__(self): return self
+    def __exit__(self, *a): self.f.close()
+    def fileno(self): return self.f.fileno()
+    def flush(self): self.f.flush()
+    def write(self, b):
+        self.n += len(b)
+        if self.n > self.limit: raise OSError(28, "No space left on device")
+        return self.f.write(b)
+
+def test_full_disk_during_checkpoint(tmp_path, tokens):
+    import tinygpt.data
+    train(CFG, tokens, None, tmp_path, stop_at=2, **KW)
+    good = read_checkpoint(tmp_path)
+    real = os.fdopen
+    with mock.patch.object(tinygpt.data.os, "fdopen", lambda *a, **k: _FullDisk(real(*a, **k))):
+        with pytest.raises(OSError, match="no space left on the disk of .*previous checkpoint is kept") as e:
+            train(CFG, tokens, None, tmp_path, resume=True, **{**KW, "stop_at": 4})
+    assert e.value.errno == 28 and "\n" not in str(e.value) and "inline_container" not in str(e.value)
+    ck = read_checkpoint(tmp_path)
+    assert ck["step"] == 2 and _same_weights_sd(ck["model"], good["model"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "run.lock"]
+    assert train(CFG, tokens, None, tmp_path, resume=True, **KW).step == 20           # space again: it resumes
+
+def test_refused_pickle_says_so(tmp_path):
+    class Evil:
+        def __reduce__(self): return (os.system, ("echo owned",))
+    torch.save({"model": Evil(), "config": {}, "step": 1}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"objects other than tensors \(.*system\).*refused for safety") as e: read_checkpoint(tmp_path)
+    assert "truncated" not in str(e.value)
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="truncated or corrupt"): load_weights_only(tmp_path / "checkpoint.pt")

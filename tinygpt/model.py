@@ -111,18 +111,24 @@ class GPT(nn.Module):
         "Validate token ids (B, T) before they reach the embeddings; return them as int32/int64."
         if not torch.is_tensor(idx): raise TypeError(f"idx must be a tensor of token ids, got {type(idx).__name__}")
         if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
-            raise TypeError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+            raise TypeError(f"idx must hold integer token ids, got dtype {idx.dtype}")     # refused, never rounded
         if idx.dim() != 2: raise ValueError(f"idx must be 2-D (batch, time), got shape {tuple(idx.shape)}; use idx[None] for one sequence")
-        T, V, bs = idx.size(1), self.config.vocab_size, self.config.block_size
+        T, bs = idx.size(1), self.config.block_size
         if T == 0: raise ValueError("idx has no tokens (T = 0)")
         if past + T > bs:
             what = f"{past} cached + {T} new tokens" if past else f"{T} tokens"
             raise ValueError(f"{what} exceed the context block_size={bs}; crop the input to its last {bs - past} tokens")
         if idx.dtype not in (torch.int64, torch.int32): idx = idx.long()   # e.g. uint16 token files
-        if getattr(torch.compiler, "is_compiling", lambda: False)(): return idx   # skip the data-dependent check in torch.compile graphs
-        lo, hi = idx.aminmax()
-        if lo < 0 or hi >= V: raise ValueError(f"token ids must lie in [0, vocab_size={V}), got min {lo.item()} and max {hi.item()}")
+        if idx.device.type == "cpu" or not getattr(self, "_ids_checked", False): self._check_range(idx)
         return idx
+
+    def _check_range(self, idx):
+        "Ids must lie in [0, vocab_size). Reads two numbers back: every call on the CPU, the first call on a GPU."
+        if getattr(torch.compiler, "is_compiling", lambda: False)() or idx.device.type == "meta": return
+        lo, hi = (int(v) for v in idx.aminmax())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, vocab_size={self.config.vocab_size}), got min {lo} and max {hi}")
+        if idx.device.type != "cpu": self._ids_checked = True
 
     def hidden_states(self, idx, kv_cache=None):
         "Final hidden states after `ln_f`: (B, T, C). With a `KVCache`, `idx` holds only the new tokens."

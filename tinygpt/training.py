@@ -6,7 +6,7 @@ Docs: https://tinygpt-course.github.io/tinygpt/training.html.md"""
 
 # %% ../nbs/08_training.ipynb #c160509b
 from __future__ import annotations
-import contextlib, json, math, os, time, warnings
+import contextlib, errno, json, math, numbers, os, re, signal, sys, threading, time, warnings
 from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 import numpy as np
@@ -17,12 +17,14 @@ from tqdm.auto import tqdm
 from .model import GPT, GPTConfig, PRESETS
 
 # %% auto #0
-__all__ = ['lr_at', 'decay_groups', 'pick_device', 'bf16_supported', 'resolve_dtype', 'autocast', 'LMLoss', 'held_out_loss',
-           'save_checkpoint', 'read_checkpoint', 'setup_distributed', 'TrainConfig', 'as_tokens', 'TrainResult',
-           'Trainer', 'model_config', 'train', 'LivePlot']
+__all__ = ['RUN_FILES', 'lr_at', 'decay_groups', 'pick_device', 'bf16_supported', 'resolve_dtype', 'autocast', 'LMLoss',
+           'held_out_loss', 'TrainConfig', 'as_tokens', 'TrainResult', 'patch', 'BasicTrainer', 'save_checkpoint',
+           'load_weights_only', 'read_checkpoint', 'CheckpointTrainer', 'RunFolderBusy', 'RunLock', 'repair_metrics',
+           'existing_run', 'RunTrainer', 'CallbackTrainer', 'LivePlot', 'setup_distributed', 'Trainer', 'model_config',
+           'train']
 
 # %% ../nbs/08_training.ipynb #69a79673
-from .data import get_batch, TokenFile
+from .data import get_batch, TokenFile, atomic_write
 
 # %% ../nbs/08_training.ipynb #4b7fe81b
 from .kernels import fused_linear_cross_entropy
@@ -117,39 +119,15 @@ def held_out_loss(model, tokens, block_size=None, batch_size=16, max_windows=Non
     finally: model.train(was_training)
     return total / (n * T)
 
-# %% ../nbs/08_training.ipynb #a74fe84a
-def save_checkpoint(state, path):
-    "`torch.save(state)` to `path` atomically: temp file in the same folder, fsync, then `os.replace`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)              # after a crash (or Ctrl-C) the old file is untouched
-    return path
-
-def read_checkpoint(path):
-    "Load a training checkpoint (a run folder or its `checkpoint.pt`) safely, with `weights_only=True`."
-    p = Path(path)
-    if p.is_dir(): p = p / "checkpoint.pt"
-    if not p.is_file(): raise FileNotFoundError(f"no checkpoint at {p}")
-    try: ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"corrupt or unreadable checkpoint {p}: {e}") from e
-    if not isinstance(ck, dict) or not {"model", "config", "step"} <= ck.keys():
-        raise ValueError(f"{p} is not a tinygpt training checkpoint (needs 'model', 'config', 'step')")
-    return ck
-
-# %% ../nbs/08_training.ipynb #fe088950
-def setup_distributed(device):
-    "Join the process group when launched by torchrun (`WORLD_SIZE` > 1): gloo on CPU, nccl on CUDA. -> (rank, world, device, created)"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1 and not (dist.is_available() and dist.is_initialized()): return 0, 1, device, False
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))); torch.cuda.set_device(device)
-    created = not dist.is_initialized()
-    if created: dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device, created
+# %% ../nbs/08_training.ipynb #89649de9
+def _check_number(name, v, *, integer=False, lo=None, lo_open=False, hi=None, hi_open=False, none=False):
+    "Raise ValueError unless `v` is a finite number (an int if `integer`) in the given range (or None if `none`)."
+    if v is None and none: return
+    kind = "an integer" if integer else "a finite number"
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral if integer else numbers.Real) or not math.isfinite(v):
+        raise ValueError(f"{name} must be {kind}, got {v!r}")
+    if lo is not None and (v <= lo if lo_open else v < lo): raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
+    if hi is not None and (v >= hi if hi_open else v > hi): raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {v!r}")
 
 # %% ../nbs/08_training.ipynb #e9a768e4
 @dataclass
@@ -177,14 +155,20 @@ class TrainConfig:
     stop_at: int | None = None      # stop (with a checkpoint) after this step, as if interrupted
     progress: bool = True           # tqdm progress bar
     def __post_init__(self):
-        for k in ("max_steps", "batch_size", "grad_accum"):
-            if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.stop_at is not None and not 0 < self.stop_at <= self.max_steps:
-            raise ValueError(f"stop_at must be in 1..max_steps={self.max_steps}, got {self.stop_at}")
-        for k in ("eval_every", "ckpt_every", "grad_clip", "weight_decay"):
-            if getattr(self, k) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
-        if self.warmup_steps is not None and self.warmup_steps < 0: raise ValueError(f"warmup_steps must be >= 0")
+        n = _check_number
+        for k in ("max_steps", "batch_size", "grad_accum", "eval_batches"): n(k, getattr(self, k), integer=True, lo=1)
+        for k in ("eval_every", "ckpt_every"): n(k, getattr(self, k), integer=True, lo=0)
+        n("block_size", self.block_size, integer=True, lo=1, none=True)
+        n("warmup_steps", self.warmup_steps, integer=True, lo=0, none=True)
+        n("seed", self.seed, integer=True, lo=0, hi=2**63 - 1)
+        n("lr", self.lr, lo=0, lo_open=True); n("min_lr", self.min_lr, lo=0, none=True)
+        for k in ("weight_decay", "grad_clip"): n(k, getattr(self, k), lo=0)
+        for k in ("beta1", "beta2"): n(k, getattr(self, k), lo=0, hi=1, hi_open=True)
+        n("stop_at", self.stop_at, integer=True, lo=1, hi=self.max_steps, none=True)
+        for k in ("compile", "fused_ce", "progress"):
+            if not isinstance(getattr(self, k), bool): raise ValueError(f"{k} must be True or False, got {getattr(self, k)!r}")
+        if self.dtype not in ("auto", "bf16", "bfloat16", "fp32", "float32"): raise ValueError(f"dtype must be 'auto', 'bf16' or 'fp32', got {self.dtype!r}")
+        if self.device is not None and not isinstance(self.device, str): raise ValueError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
     @property
     def warmup(self): return self.warmup_steps if self.warmup_steps is not None else max(1, round(0.05 * self.max_steps))
     @property
@@ -217,56 +201,178 @@ class TrainResult:
     checkpoint: Path | None       # last checkpoint written
     history: list = field(default_factory=list, repr=False)  # the metrics dicts of this call
 
-# %% ../nbs/08_training.ipynb #0152dffb
-def _call(cb, name, arg):
-    "Call hook `name` of callback `cb` if it has one (a plain function is an `on_step` hook)."
-    if hasattr(cb, name): getattr(cb, name)(arg)
-    elif name == "on_step" and callable(cb): cb(arg)
+# %% ../nbs/08_training.ipynb #c1df95e1
+def patch(f=None, *, as_prop=False):
+    "Make `f` a method (or property) of the class its `self` argument is annotated with, as fastcore's `@patch` does."
+    if f is None: return lambda f: patch(f, as_prop=as_prop)
+    cls = f.__annotations__["self"]
+    if isinstance(cls, str): cls = eval(cls, f.__globals__)                # `from __future__ import annotations`
+    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
+    setattr(cls, f.__name__, property(f) if as_prop else f)
+    return f
 
-def _gather(obj, world):
-    "The list of every rank's `obj` (just `[obj]` in a single process)."
-    if world == 1: return [obj]
-    out = [None] * world; dist.all_gather_object(out, obj); return out
-
-def _write_json(obj, path):
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2)); os.replace(tmp, path)
-
-# %% ../nbs/08_training.ipynb #bd1628eb
-class Trainer:
-    "Train `model` on `train_data` tokens, evaluating on `eval_data`, logging and checkpointing to `run_dir`."
-    def __init__(self, model, train_data, eval_data=None, run_dir="runs/run", config=None, callbacks=(), **kw):
+# %% ../nbs/08_training.ipynb #15afaff1
+class BasicTrainer:
+    "Train `model` on `train_data` tokens (evaluating on `eval_data`): the training loop, no files."
+    def __init__(self, model, train_data, eval_data=None, run_dir=None, config=None, **kw):
         self.cfg = c = replace(config or TrainConfig(), **kw)
-        self.rank, self.world, self.device, self._own_group = setup_distributed(pick_device(c.device))
+        self.rank, self.world = 0, 1
+        self.device = self._place(pick_device(c.device))                      # DDP (step 5) sets rank and world here
         self.dtype = resolve_dtype(c.dtype, self.device)
         self.block_size = c.block_size or model.config.block_size
         if self.block_size > model.config.block_size: raise ValueError(f"block_size {self.block_size} > model context {model.config.block_size}")
         self.train_tokens = as_tokens(train_data, "train data", self.block_size + 1)
         self.eval_tokens = as_tokens(eval_data, "eval data", self.block_size + 1)
-        self.model, self.run_dir, self.callbacks = model.to(self.device), Path(run_dir), list(callbacks)
+        self.model, self.run_dir = model.to(self.device), None if run_dir is None else Path(run_dir)
         fused = self.device.type in ("cuda", "cpu")                           # one kernel for the whole update
         self.opt = torch.optim.AdamW(decay_groups(model, c.weight_decay), lr=c.lr, betas=(c.beta1, c.beta2), fused=fused or None)
         self.gen = torch.Generator().manual_seed(c.seed + self.rank)          # batches: one stream per rank
         if self.rank: torch.manual_seed(c.seed + self.rank)                   # dropout: ditto
         self.step, self.tokens_seen, self.val_loss, self.checkpoint = 0, 0, None, None
-        self.loss_fn = LMLoss(model, c.fused_ce)
-        self.ddp = DDP(self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.world > 1 else None
-        self.step_fn = self.ddp or self.loss_fn
+        self.step_fn = self.loss_fn = LMLoss(model, c.fused_ce)
         if c.compile: self.step_fn = torch.compile(self.step_fn)
 
-    @property
-    def val_windows(self):
-        "How many held-out windows `val_loss` averages over (the first ones of the eval tokens)."
-        return min(self.cfg.eval_batches * self.cfg.batch_size, (len(self.eval_tokens) - 1) // self.block_size)
-
+    def _place(self, device): return device                                  # DDP (step 5) picks a device per process
+    def _no_sync(self, k): return contextlib.nullcontext()                   # DDP: skip the all-reduce on early micro-batches
+    def _mean_over_ranks(self, loss): return loss
     def lr_at(self, step): return lr_at(step, self.cfg.lr, self.cfg.warmup, self.cfg.max_steps, self.cfg.final_lr)
 
-    def evaluate(self):
-        "Held-out loss on the first `eval_batches * batch_size` windows of the eval tokens (a fixed subset)."
-        c = self.cfg
-        with autocast(self.device, self.dtype):
-            return held_out_loss(self.model, self.eval_tokens, self.block_size, c.batch_size, c.eval_batches * c.batch_size, self.device)
+# %% ../nbs/08_training.ipynb #df60849b
+@patch
+def train_step(self: BasicTrainer):
+    "One optimizer step (grad accumulation, clipping, AdamW) -> metrics dict."
+    c, K = self.cfg, self.cfg.grad_accum
+    t0, lr = time.perf_counter(), self.lr_at(self.step)
+    for g in self.opt.param_groups: g["lr"] = lr
+    loss_sum = torch.zeros((), device=self.device)
+    for k in range(K):
+        x, y = get_batch(self.train_tokens, c.batch_size, self.block_size, generator=self.gen, device=self.device)  # (B, T)
+        with self._no_sync(k):
+            with autocast(self.device, self.dtype): loss = self.step_fn(x, y)
+            (loss / K).backward()
+        loss_sum += loss.detach().float()
+    norm = nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip or float("inf"))   # 0: measure, don't clip
+    loss = self._mean_over_ranks(loss_sum / K)
+    m = {"step": self.step + 1, "loss": loss.item(), "lr": lr, "grad_norm": norm.item()}
+    if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):    # before the weights change
+        self.opt.zero_grad(set_to_none=True)
+        raise ValueError(f"training diverged at step {self.step + 1}: the loss is {m['loss']:.4g} and the gradient norm "
+                         f"{m['grad_norm']:.4g}; no checkpoint was written for it. Lower the learning rate (lr={c.lr:g}) or keep grad_clip on")
+    self.opt.step(); self.opt.zero_grad(set_to_none=True)
+    tokens = c.batch_size * self.block_size * K * self.world
+    self.step += 1; self.tokens_seen += tokens
+    m["tokens_per_sec"] = tokens / (time.perf_counter() - t0)
+    return m
 
+# %% ../nbs/08_training.ipynb #36580ac2
+@patch
+def evaluate(self: BasicTrainer):
+    "Held-out loss on the first `val_windows` windows of the eval tokens (a fixed subset, the same every time)."
+    with autocast(self.device, self.dtype):
+        return held_out_loss(self.model, self.eval_tokens, self.block_size, self.cfg.batch_size, self.val_windows, self.device)
+
+@patch(as_prop=True)
+def val_windows(self: BasicTrainer):
+    "How many held-out windows `val_loss` averages over (the first ones of the eval tokens)."
+    return min(self.cfg.eval_batches * self.cfg.batch_size, (len(self.eval_tokens) - 1) // self.block_size)
+
+@patch
+def _eval_due(self: BasicTrainer):
+    c = self.cfg
+    return self.eval_tokens is not None and (self.step == c.max_steps or bool(c.eval_every and self.step % c.eval_every == 0))
+
+# %% ../nbs/08_training.ipynb #ed29b009
+@patch
+def fit(self: BasicTrainer):
+    "Train from `self.step` up to `stop_at` (or `max_steps`) -> `TrainResult`."
+    self.history, self._t_start, stop = [], time.perf_counter(), self.cfg.stop_at or self.cfg.max_steps
+    self.model.train()
+    self._start()
+    try:
+        while self.step < stop:
+            m = self.train_step()
+            if self._eval_due(): self.val_loss = m["val_loss"] = self.evaluate(); m["val_windows"] = self.val_windows
+            self.history.append(m)
+            self._after_step(m)
+    finally: self._end()
+    return self._result()
+
+@patch
+def _start(self: BasicTrainer): pass
+@patch
+def _after_step(self: BasicTrainer, m): pass
+@patch
+def _end(self: BasicTrainer): pass
+@patch
+def _last_loss(self: BasicTrainer): return self.history[-1]["loss"] if self.history else None
+
+@patch
+def _result(self: BasicTrainer):
+    tps = [h["tokens_per_sec"] for h in self.history][1 if len(self.history) > 1 else 0:]
+    return TrainResult(self.model, self.step, self._last_loss(), self.val_loss, sum(tps) / len(tps) if tps else 0.0,
+                       self.run_dir, self.checkpoint, self.history)
+
+# %% ../nbs/08_training.ipynb #ff972212
+class _WriteErrors:
+    "A file wrapper that remembers the OSError a write raised (torch.save reports it only as a RuntimeError)."
+    def __init__(self, f): self.f, self.error = f, None
+    def write(self, b):
+        try: return self.f.write(b)
+        except OSError as e: self.error = e; raise
+    def flush(self): self.f.flush()
+
+def save_checkpoint(state, path):
+    "`torch.save(state)` to `path` atomically (via `atomic_write`); a full disk is a clear OSError and the old file stays."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    box = []
+    def write(f): box.append(_WriteErrors(f)); torch.save(state, box[-1])
+    try: atomic_write(path, write)
+    except (OSError, RuntimeError) as e:
+        err = e if isinstance(e, OSError) else (box[-1].error if box else None)
+        if err is None: raise
+        if err.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the disk of {path.parent}: {path.name} was not written and the "
+                                        "previous checkpoint is kept; free some space, then resume") from None
+        raise OSError(err.errno, f"could not write {path}: {err.strerror or err}") from None
+    return path
+
+# %% ../nbs/08_training.ipynb #c3ba3863
+def load_weights_only(path):
+    "`torch.load(path, weights_only=True)` on the CPU, with one-line errors for refused, corrupt and missing files."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = str(e)
+        glob = re.search(r"GLOBAL ([\w.]+)", msg)                                  # the object it wanted to build
+        with open(path, "rb") as f: plain_pickle = f.read(1) == b"\x80"             # pickle.dump's first byte
+        if glob or plain_pickle:
+            what = f"Python objects other than tensors ({glob[1]})" if glob else "a plain Python pickle, which may hold objects other than tensors"
+            raise ValueError(f"{path} holds {what}, so it was refused for safety: loading it fully could run any code. "
+                             "Re-save only its tensors (a state dict) from a source you trust.") from None
+        why = msg.strip().splitlines()[0][:120] if msg.strip() else type(e).__name__
+        raise ValueError(f"{path} is not a readable checkpoint: it is truncated or corrupt ({why}); save or download it again") from None
+
+def read_checkpoint(path):
+    "Load a training checkpoint (a run folder or its `checkpoint.pt`) safely, with `weights_only=True`."
+    p = Path(path)
+    if p.is_dir(): p = p / "checkpoint.pt"
+    ck = load_weights_only(p)
+    if not isinstance(ck, dict) or not {"model", "config", "step"} <= ck.keys():
+        raise ValueError(f"{p} is not a tinygpt training checkpoint (needs 'model', 'config', 'step')")
+    return ck
+
+# %% ../nbs/08_training.ipynb #97120979
+def _gather(obj, world):
+    "The list of every rank's `obj` (just `[obj]` in a single process)."
+    if world == 1: return [obj]
+    out = [None] * world; dist.all_gather_object(out, obj); return out
+
+class CheckpointTrainer(BasicTrainer):
+    "`BasicTrainer` + `state_dict` / `load_state_dict` / `save`: a checkpoint every `ckpt_every` steps and at the end."
     def state_dict(self):
         "Everything needed to continue exactly. Collective under DDP: every rank calls it (it gathers their RNG states)."
         c, rng = self.cfg, {"torch": torch.get_rng_state(), "batch": self.gen.get_state()}
@@ -277,126 +383,195 @@ class Trainer:
                 "rng": _gather(rng, self.world), "val_loss": self.val_loss,
                 "data": {"tokens_seen": self.tokens_seen, "block_size": self.block_size, "world_size": self.world}}
 
-    def load_state_dict(self, ck):
-        "Continue from checkpoint dict `ck` (see `read_checkpoint`)."
-        self.model.load_state_dict(ck["model"])
-        if "optimizer" in ck: self.opt.load_state_dict(ck["optimizer"])
-        self.step, self.val_loss = ck["step"], ck.get("val_loss")
-        self.tokens_seen = ck.get("data", {}).get("tokens_seen", 0)
-        rngs = ck.get("rng") or []
-        if len(rngs) == self.world:
-            r = rngs[self.rank]
-            torch.set_rng_state(r["torch"]); self.gen.set_state(r["batch"])
-            if "cuda" in r and self.device.type == "cuda": torch.cuda.set_rng_state(r["cuda"], self.device)
-        else:
-            warnings.warn(f"checkpoint has RNG states for {len(rngs)} process(es), this run has {self.world}: reseeding")
-            torch.manual_seed(self.cfg.seed + 1000 * self.step + self.rank); self.gen.manual_seed(self.cfg.seed + 1000 * self.step + self.rank)
-        return self
-
     def save(self):
         "Write `run_dir/checkpoint.pt` atomically (rank 0 writes; under DDP every rank must call it)."
+        if self.run_dir is None: raise ValueError("this trainer has no run_dir to save checkpoints in")
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise ValueError(f"training diverged at step {self.step}: the weights hold NaN or inf values, so no checkpoint "
+                             "was written (the last good one is kept). Lower the learning rate or keep grad_clip on")
         state = self.state_dict()
         if self.rank == 0: self.checkpoint = save_checkpoint(state, self.run_dir / "checkpoint.pt")
         return self.checkpoint
 
-    def train_step(self):
-        "One optimizer step (grad accumulation, clipping, AdamW) -> metrics dict."
-        c, K = self.cfg, self.cfg.grad_accum
-        t0, lr = time.perf_counter(), self.lr_at(self.step)
-        for g in self.opt.param_groups: g["lr"] = lr
-        loss_sum = torch.zeros((), device=self.device)
-        for k in range(K):
-            x, y = get_batch(self.train_tokens, c.batch_size, self.block_size, generator=self.gen, device=self.device)  # (B, T)
-            sync = self.ddp is None or k == K - 1                               # average grads only on the last micro-batch
-            with contextlib.nullcontext() if sync else self.ddp.no_sync():
-                with autocast(self.device, self.dtype): loss = self.step_fn(x, y)
-                (loss / K).backward()
-            loss_sum += loss.detach().float()
-        norm = nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip) if c.grad_clip else None
-        self.opt.step(); self.opt.zero_grad(set_to_none=True)
-        loss = loss_sum / K
-        if self.world > 1: dist.all_reduce(loss); loss /= self.world
-        tokens = c.batch_size * self.block_size * K * self.world
-        self.step += 1; self.tokens_seen += tokens
-        m = {"step": self.step, "loss": loss.item(), "lr": lr}
-        m["tokens_per_sec"] = tokens / (time.perf_counter() - t0)
-        if norm is not None: m["grad_norm"] = norm.item()
-        if not math.isfinite(m["loss"]): raise FloatingPointError(f"loss is {m['loss']} at step {self.step}: lower the learning rate?")
-        return m
+    def _ckpt_due(self):
+        c = self.cfg
+        return self.run_dir is not None and (self.step == (c.stop_at or c.max_steps) or bool(c.ckpt_every and self.step % c.ckpt_every == 0))
 
-    def fit(self):
-        "Train from `self.step` up to `stop_at` (or `max_steps`) -> `TrainResult`."
-        c, main = self.cfg, self.rank == 0
-        stop, history, t_start = c.stop_at or c.max_steps, [], time.perf_counter()
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self.step == 0: _write_json({"model": self.model.config.to_dict(), "train": asdict(c)}, self.run_dir / "config.json")
-            log = open(self.run_dir / "metrics.jsonl", "a" if self.step else "w")
-            for cb in self.callbacks: _call(cb, "on_start", self)
-        bar = tqdm(total=stop, initial=self.step, desc="train", unit="step", disable=not (main and c.progress), dynamic_ncols=True)
-        self.model.train()
+    def _after_step(self, m):
+        super()._after_step(m)
+        if self._ckpt_due(): self.save()
+
+# %% ../nbs/08_training.ipynb #a0343232
+@patch
+def load_state_dict(self: CheckpointTrainer, ck):
+    "Continue from checkpoint dict `ck` (see `read_checkpoint`)."
+    self.model.load_state_dict(ck["model"])
+    if "optimizer" in ck: self.opt.load_state_dict(ck["optimizer"])
+    self.step, self.val_loss = ck["step"], ck.get("val_loss")
+    self.tokens_seen = ck.get("data", {}).get("tokens_seen", 0)
+    rngs = ck.get("rng") or []
+    if len(rngs) == self.world:
+        r = rngs[self.rank]
+        torch.set_rng_state(r["torch"]); self.gen.set_state(r["batch"])
+        if "cuda" in r and self.device.type == "cuda": torch.cuda.set_rng_state(r["cuda"], self.device)
+    else:
+        warnings.warn(f"checkpoint has RNG states for {len(rngs)} process(es), this run has {self.world}: reseeding")
+        seed = self.cfg.seed + 1000 * self.step + self.rank
+        torch.manual_seed(seed); self.gen.manual_seed(seed)
+    return self
+
+# %% ../nbs/08_training.ipynb #dff2a017
+try: import fcntl
+except ImportError: fcntl = None                                           # Windows: msvcrt below
+_HELD = {}                                                                 # path -> [file, count]: re-entrant per process
+
+class RunFolderBusy(ValueError):
+    "Another process is training into this run folder."
+
+class RunLock:
+    "An exclusive lock on run folder `folder` (file `run.lock`), held by this process until `release`; re-entrant."
+    def __init__(self, folder): self.folder = Path(folder); self.path = self.folder / "run.lock"
+    def acquire(self):
+        key = str(self.path.resolve()) if self.path.parent.exists() else str(self.path.absolute())
+        if key in _HELD: _HELD[key][1] += 1; self.key = key; return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
         try:
-            while self.step < stop:
-                m = self.train_step()
-                due = self.step == c.max_steps or (c.eval_every and self.step % c.eval_every == 0)
-                if main and due and self.eval_tokens is not None:
-                    self.val_loss = m["val_loss"] = self.evaluate(); m["val_windows"] = self.val_windows
-                if self.step == stop or (c.ckpt_every and self.step % c.ckpt_every == 0): self.save()
-                history.append(m)
-                if not main: continue
-                log.write(json.dumps(m) + "\n"); log.flush()
-                bar.set_postfix(loss=f"{m['loss']:.3f}", lr=f"{m['lr']:.2e}", tok_s=f"{m['tokens_per_sec']:.0f}", refresh=False); bar.update()
-                for cb in self.callbacks: _call(cb, "on_step", {**m, "max_steps": c.max_steps, "elapsed": time.perf_counter() - t_start})
-        finally:
-            bar.close()
-            if main: log.close()
-        tps = [h["tokens_per_sec"] for h in history][1 if len(history) > 1 else 0:]
-        res = TrainResult(self.model, self.step, history[-1]["loss"] if history else self._logged_loss(), self.val_loss,
-                          sum(tps) / len(tps) if tps else 0.0, self.run_dir, self.checkpoint, history)
+            if fcntl: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else: import msvcrt; f.seek(0); msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            f.seek(0); who = f.read().strip(); f.close()
+            raise RunFolderBusy(f"{self.folder} is in use by another training run ({who or 'another process'}): wait for it "
+                                "to finish, or train into another folder") from None
+        f.seek(0); f.truncate(); f.write(f"pid {os.getpid()}\n"); f.flush()
+        _HELD[key] = [f, 1]; self.key = key
+        return self
+    def release(self):
+        entry = _HELD.get(self.key)
+        if entry is None: return
+        entry[1] -= 1
+        if entry[1] == 0: del _HELD[self.key]; entry[0].close()          # closing drops the OS lock
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+# %% ../nbs/08_training.ipynb #b384bbbb
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json")
+
+def _tmp_files(folder):
+    "Temp files of interrupted atomic writes of the run files in `folder`."
+    return [p for name in RUN_FILES for p in Path(folder).glob(f".{name}.*.tmp")]
+
+def repair_metrics(path, last_step):
+    "Keep the lines of `metrics.jsonl` at `path` with step <= `last_step`, dropping a half-written line; -> lines dropped."
+    path = Path(path)
+    if not path.exists(): return 0
+    lines, kept = path.read_bytes().split(b"\n"), []
+    for line in lines:
+        try: row = json.loads(line)
+        except ValueError: continue                                       # a line cut by a kill, or blank
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= last_step: kept.append(line)
+    dropped = sum(1 for l in lines if l.strip()) - len(kept)
+    if dropped or not path.read_bytes().endswith(b"\n") and kept:
+        atomic_write(path, lambda f: f.write(b"".join(l + b"\n" for l in kept)))
+    return dropped
+
+def existing_run(folder):
+    "The run files already in `folder` (empty if it holds no run)."
+    return [n for n in RUN_FILES if (Path(folder) / n).exists()]
+
+# %% ../nbs/08_training.ipynb #6fb2f9d1
+class RunTrainer(CheckpointTrainer):
+    "`CheckpointTrainer` in a run folder: locked, never replacing a run by accident, safe on Ctrl-C, SIGTERM and kill -9."
+    def __init__(self, model, train_data, eval_data=None, run_dir="runs/run", config=None, overwrite=False, **kw):
+        super().__init__(model, train_data, eval_data, run_dir, config, **kw)
+        self.overwrite, self._lock, self._signal, self._log = overwrite, None, None, None
+
+    def _start(self):
+        super()._start()
+        if self.rank == 0:                                                 # rank 0 owns the folder
+            self._lock = RunLock(self.run_dir).acquire()
+            for p in _tmp_files(self.run_dir): p.unlink(missing_ok=True)   # left by a kill inside a write
+            if self.step == 0: self._start_fresh()
+            else: repair_metrics(self.run_dir / "metrics.jsonl", self.step)
+            self._log = open(self.run_dir / "metrics.jsonl", "a")
+        self._catch_signals()
+
+    def _start_fresh(self):
+        found = existing_run(self.run_dir)
+        if found and not self.overwrite:
+            raise ValueError(f"{self.run_dir} already holds a training run ({', '.join(found)}): pass resume=True (--resume) "
+                             "to continue it, or overwrite=True (--overwrite) to start again and replace it")
+        for n in found: (self.run_dir / n).unlink()
+        cfg = {"model": self.model.config.to_dict(), "train": asdict(self.cfg)}
+        atomic_write(self.run_dir / "config.json", lambda f: f.write(json.dumps(cfg, indent=2).encode()))
+
+    def _after_step(self, m):
+        if self._log: self._log.write(json.dumps(m) + "\n"); self._log.flush()   # the log line first, then the checkpoint
+        super()._after_step(m)
+        if self._stop_requested():
+            if not self._ckpt_due(): self.save()
+            raise KeyboardInterrupt(f"stopped by {signal.Signals(self._signal).name} at step {self.step}; the checkpoint is "
+                                    "saved: resume=True (--resume) continues from there")
+
+# %% ../nbs/08_training.ipynb #2adf2f08
+@patch
+def _catch_signals(self: RunTrainer):
+    "On SIGINT / SIGTERM: finish the step, checkpoint, stop. A second signal stops at once (the files stay consistent)."
+    self._old_handlers = {}
+    if threading.current_thread() is not threading.main_thread(): return   # signals reach the main thread only
+    def handler(signum, frame):
+        if self._signal is not None: raise KeyboardInterrupt(f"stopped by a second {signal.Signals(signum).name}")
+        self._signal = signum
+    for s in (signal.SIGINT, signal.SIGTERM): self._old_handlers[s] = signal.signal(s, handler)
+
+@patch
+def _stop_requested(self: RunTrainer): return self._signal is not None
+
+@patch
+def _end(self: RunTrainer):
+    for s, h in getattr(self, "_old_handlers", {}).items(): signal.signal(s, h)
+    self._old_handlers = {}
+    if self._log: self._log.close(); self._log = None
+    if self._lock: self._lock.release(); self._lock = None
+    super(RunTrainer, self)._end()
+
+@patch
+def _last_loss(self: RunTrainer):
+    "Last training loss: of this call, else the last line of `metrics.jsonl` (when there was no step left to do)."
+    if self.history: return self.history[-1]["loss"]
+    try: return json.loads((self.run_dir / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
+    except (OSError, IndexError, ValueError, KeyError): return None
+
+# %% ../nbs/08_training.ipynb #83d7baf2
+def _call(cb, name, arg):
+    "Call hook `name` of callback `cb` if it has one (a plain function is an `on_step` hook)."
+    if hasattr(cb, name): getattr(cb, name)(arg)
+    elif name == "on_step" and callable(cb): cb(arg)
+
+class CallbackTrainer(RunTrainer):
+    "`RunTrainer` + callbacks and a tqdm progress bar (rank 0 only)."
+    def __init__(self, *args, callbacks=(), **kw): super().__init__(*args, **kw); self.callbacks = list(callbacks)
+    def _start(self):
+        super()._start()
+        c, main = self.cfg, self.rank == 0
+        self.bar = tqdm(total=c.stop_at or c.max_steps, initial=self.step, desc="train", unit="step",
+                        disable=not (main and c.progress), dynamic_ncols=True)
         if main:
+            for cb in self.callbacks: _call(cb, "on_start", self)
+    def _after_step(self, m):
+        super()._after_step(m)
+        if self.rank: return
+        self.bar.set_postfix(loss=f"{m['loss']:.3f}", lr=f"{m['lr']:.2e}", tok_s=f"{m['tokens_per_sec']:.0f}", refresh=False)
+        self.bar.update()
+        for cb in self.callbacks: _call(cb, "on_step", {**m, "max_steps": self.cfg.max_steps, "elapsed": time.perf_counter() - self._t_start})
+    def _end(self):
+        if hasattr(self, "bar"): self.bar.close()
+        super()._end()
+    def fit(self):
+        res = super().fit()
+        if self.rank == 0:
             for cb in self.callbacks: _call(cb, "on_end", res)
         return res
-
-    def _logged_loss(self):
-        "Last training loss in `metrics.jsonl` (when `fit` had no step left to do)."
-        try: return json.loads((self.run_dir / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
-        except (OSError, IndexError, ValueError, KeyError): return None
-
-    def close(self):
-        "Leave the process group if this trainer joined it."
-        if self._own_group and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
-
-# %% ../nbs/08_training.ipynb #504f746a
-def model_config(model):
-    "A `GPTConfig` from a preset name, a `GPTConfig` or a dict."
-    if isinstance(model, GPTConfig): return model
-    if isinstance(model, dict): return GPTConfig(**model)
-    if isinstance(model, str):
-        if model not in PRESETS: raise ValueError(f"unknown preset {model!r}; choose from {', '.join(PRESETS)}")
-        return PRESETS[model]
-    raise ValueError(f"model must be a preset name, GPTConfig, dict or GPT, got {type(model).__name__}")
-
-def train(model="tiny", data=None, eval_data=None, out_dir="runs/tiny", *, resume=False, callbacks=(), config=None, **kw):
-    "Train `model` on `data` into run folder `out_dir` (resume from its checkpoint if `resume`); kw: `TrainConfig` fields."
-    c = replace(config or TrainConfig(), **kw)
-    ck = read_checkpoint(out_dir if resume is True else resume) if resume else None
-    if data is None: raise ValueError("data is required: token ids, a TokenFile or a token-file path")
-    if isinstance(model, nn.Module): net = model
-    else:
-        cfg = model_config(model) if model is not None else None
-        if ck is not None:
-            saved = GPTConfig(**ck["config"])
-            if cfg is not None and cfg != saved:
-                diff = {k: (v, getattr(saved, k)) for k, v in cfg.to_dict().items() if getattr(saved, k) != v}
-                raise ValueError(f"resume: model config differs from the checkpoint's (requested, saved): {diff}")
-            cfg = saved
-        if cfg is None: raise ValueError("model is required unless resuming")
-        torch.manual_seed(c.seed); net = GPT(cfg)
-    trainer = Trainer(net, data, eval_data, out_dir, c, callbacks)
-    try:
-        if ck is not None: trainer.load_state_dict(ck)
-        return trainer.fit()
-    finally: trainer.close()
 
 # %% ../nbs/08_training.ipynb #ae454b9b
 class LivePlot:
@@ -417,3 +592,78 @@ class LivePlot:
         if self.handle is None: self.handle = display(fig, display_id=True)
         else: self.handle.update(fig)
         plt.close(fig)
+
+# %% ../nbs/08_training.ipynb #fe088950
+def setup_distributed(device):
+    "Join the process group when launched by torchrun (`WORLD_SIZE` > 1): gloo on CPU, nccl on CUDA. -> (rank, world, device, created)"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1 and not (dist.is_available() and dist.is_initialized()): return 0, 1, device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))); torch.cuda.set_device(device)
+    created = not dist.is_initialized()
+    if created: dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device, created
+
+# %% ../nbs/08_training.ipynb #0fbea5ac
+class Trainer(CallbackTrainer):
+    "The course trainer: a run folder with checkpoints and exact resume, callbacks, and DDP under torchrun."
+    def __init__(self, model, train_data, eval_data=None, run_dir="runs/run", config=None, callbacks=(), overwrite=False, **kw):
+        super().__init__(model, train_data, eval_data, run_dir, config, callbacks=callbacks, overwrite=overwrite, **kw)
+        if self.world > 1:
+            self.ddp = DDP(self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.step_fn = torch.compile(self.ddp) if self.cfg.compile else self.ddp
+    def _place(self, device):
+        self.rank, self.world, device, self._own_group = setup_distributed(device)
+        return device
+    def _no_sync(self, k):
+        return self.ddp.no_sync() if self.world > 1 and k < self.cfg.grad_accum - 1 else contextlib.nullcontext()
+    def _mean_over_ranks(self, loss):
+        if self.world > 1: dist.all_reduce(loss); loss = loss / self.world
+        return loss
+    def _stop_requested(self):
+        if self.world == 1: return super()._stop_requested()
+        flag = torch.tensor(float(self._signal is not None), device=self.device)
+        dist.all_reduce(flag)
+        if flag.item() and self._signal is None: self._signal = signal.SIGTERM
+        return bool(flag.item())
+    def close(self):
+        "Leave the process group if this trainer joined it."
+        if self._own_group and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
+
+# %% ../nbs/08_training.ipynb #504f746a
+def model_config(model):
+    "A `GPTConfig` from a preset name, a `GPTConfig` or a dict."
+    if isinstance(model, GPTConfig): return model
+    if isinstance(model, dict): return GPTConfig.from_dict(model)
+    if isinstance(model, str):
+        if model not in PRESETS: raise ValueError(f"unknown preset {model!r}; choose from {', '.join(PRESETS)}")
+        return PRESETS[model]
+    raise ValueError(f"model must be a preset name, GPTConfig, dict or GPT, got {type(model).__name__}")
+
+def _resumed_config(cfg, ck):
+    "The checkpoint's model config; an error if `cfg` (what was asked for) differs from it."
+    saved = GPTConfig.from_dict(ck["config"])
+    if cfg is not None and cfg != saved:
+        diff = {k: (v, getattr(saved, k)) for k, v in cfg.to_dict().items() if getattr(saved, k) != v}
+        raise ValueError(f"resume: model config differs from the checkpoint's (requested, saved): {diff}")
+    return saved
+
+def train(model="tiny", data=None, eval_data=None, out_dir="runs/tiny", *, resume=False, overwrite=False, callbacks=(),
+          config=None, **kw):
+    "Train `model` on `data` into run folder `out_dir` (resume from its checkpoint if `resume`); kw: `TrainConfig` fields."
+    c = replace(config or TrainConfig(), **kw)
+    if resume and overwrite: raise ValueError("resume=True and overwrite=True contradict each other: choose one")
+    if data is None: raise ValueError("data is required: token ids, a TokenFile or a token-file path")
+    with RunLock(out_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+        ck = read_checkpoint(out_dir if resume is True else resume) if resume else None
+        if isinstance(model, nn.Module): net = model
+        else:
+            cfg = model_config(model) if model is not None else None
+            if ck is not None: cfg = _resumed_config(cfg, ck)
+            if cfg is None: raise ValueError("model is required unless resuming")
+            torch.manual_seed(c.seed); net = GPT(cfg)
+        trainer = Trainer(net, data, eval_data, out_dir, c, callbacks, overwrite=overwrite)
+        try:
+            if ck is not None: trainer.load_state_dict(ck)
+            return trainer.fit()
+        finally: trainer.close()
