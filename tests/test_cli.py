@@ -236,7 +236,9 @@ def test_generate_into_a_closed_pipe(runs, tmp_path):
 def test_main_guard_does_not_run_in_a_kernel():
     "A kernel runs cells as __main__ without a __file__: the module's last line must not call main() there."
     src = Path(cli.__file__).read_text()
-    exec(compile(src, "<kernel cell>", "exec"), {"__name__": "__main__"})   # would raise SystemExit if main() ran
+    ns = {"__name__": "__main__", "__package__": "tinygpt"}                 # no __file__, as in a kernel
+    exec(compile(src, "<kernel cell>", "exec"), ns)                        # would raise SystemExit if main() ran
+    assert callable(ns["main"])
 
 def test_python_dash_m_runs_main():
     r = tinygpt("--help")

@@ -6,7 +6,7 @@ Docs: https://tinygpt-course.github.io/tinygpt/cli.html.md"""
 
 # %% ../nbs/13_cli.ipynb #15bf2a65
 from __future__ import annotations
-import argparse, contextlib, errno, json, math, os, sys, tempfile
+import argparse, errno, json, math, os, sys, tempfile
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -16,9 +16,9 @@ __all__ = ['MAX_SEED', 'MAX_NEW_TOKENS', 'positive_float', 'nonneg_int', 'positi
            'SERVE_MISSING', 'USER_ERRORS', 'number_type', 'int_range', 'parse_stop_at', 'json_object', 'lesson_id',
            'Parser', 'preset_name', 'Command', 'build_parser', 'check_folder_target', 'held_out_tokens', 'resolve_data',
            'train_arguments', 'train_settings', 'read_run_meta', 'check_run_folder', 'check_resume', 'RunMeta',
-           'cmd_train', 'stream_text', 'load_model', 'generate_arguments', 'fast_decoding', 'cmd_generate',
-           'export_arguments', 'cmd_export', 'eval_arguments', 'cmd_eval', 'serve_arguments', 'cmd_serve',
-           'grade_arguments', 'cmd_grade', 'one_line', 'out_of_memory', 'main']
+           'cmd_train', 'stream_text', 'load_model', 'generate_arguments', 'cmd_generate', 'export_arguments',
+           'cmd_export', 'eval_arguments', 'cmd_eval', 'serve_arguments', 'cmd_serve', 'grade_arguments', 'cmd_grade',
+           'one_line', 'out_of_memory', 'main']
 
 # %% ../nbs/13_cli.ipynb #b01ad164
 import torch
@@ -185,7 +185,7 @@ def train_settings(args, ck=None):
     return kw
 
 # %% ../nbs/13_cli.ipynb #a73bc086
-RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "cli.json")
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "cli.json")   # what a run folder holds
 
 def read_run_meta(out):
     "The `--preset`/`--data`/`--eval-data` a run was started with (`out/cli.json`), or {} when it has none."
@@ -210,14 +210,15 @@ def check_run_folder(out, resume, overwrite):
 # %% ../nbs/13_cli.ipynb #f7cbb10f
 def check_resume(out, preset, kw):
     "The checkpoint in `out`, if `--resume` can continue it with `preset` and the steps in `kw`; else a clear error."
-    from tinygpt.moe import config_from_dict
+    from tinygpt.moe import config_from_dict, is_moe
     from tinygpt.training import read_checkpoint
     ck = read_checkpoint(out)
     if preset is not None:
-        saved, wanted = config_from_dict(ck["config"]).to_dict(), PRESETS[preset].to_dict()
-        diff = {k: (wanted.get(k), saved.get(k)) for k in {*saved, *wanted} if wanted.get(k) != saved.get(k)}
-        if diff: raise ValueError(f"--preset {preset} does not match the model of the run in {out} "
-                                  f"(preset vs run: {diff}); resume without --preset")
+        saved, wanted = config_from_dict(ck["config"]), PRESETS[preset]
+        kind = lambda c: f"an MoE model ({c.n_experts} experts)" if is_moe(c) else "a dense model"
+        if is_moe(saved) != is_moe(wanted): why = f"it is {kind(wanted)}, the run is {kind(saved)}"
+        else: why = ", ".join(f"{k} {v} vs {getattr(saved, k)}" for k, v in wanted.to_dict().items() if getattr(saved, k) != v)
+        if why: raise ValueError(f"--preset {preset} does not match the model of the run in {out} ({why}); resume without --preset")
     at, target = ck["step"], kw.get("stop_at") or kw.get("max_steps")
     if target is not None and at >= target:
         raise ValueError(f"{out} is already at step {at}: nothing to train (raise --max-steps or --stop-at)")
@@ -247,10 +248,8 @@ def cmd_train(args):
     if args.resume: check_resume(out, preset, kw)
     tr, ev = resolve_data(data, out, eval_data)
     meta = RunMeta(out, {"preset": preset, "data": str(data), "eval_data": eval_data and str(eval_data)})
-    if args.overwrite:                                          # asked for: the old run goes (its token files stay)
-        for name in (*RUN_FILES, "config.json"): (out / name).unlink(missing_ok=True)
-    try: r = train(preset, tr, ev, out, resume=args.resume, callbacks=[meta], **kw)
-    except KeyboardInterrupt:
+    try: r = train(preset, tr, ev, out, resume=args.resume, overwrite=args.overwrite, callbacks=[meta], **kw)
+    except KeyboardInterrupt:                                   # the trainer finished its step and saved a checkpoint
         print(f"tinygpt: interrupted; continue with: tinygpt train --out {out} --resume", file=sys.stderr); return 130
     val = f", val_loss {r.val_loss:.4f}" if r.val_loss is not None else ""
     loss = f"{r.loss:.4f}" if r.loss is not None else "-"
@@ -292,15 +291,10 @@ def generate_arguments(g):
     g.add_argument("--device", default="cpu")
 
 # %% ../nbs/13_cli.ipynb #e8b7649c
-def fast_decoding(model):
-    "Lesson 07's opt-in fast one-row decoding for `model` (`tinygpt.kernels.fast_decoding`), or plain decoding where it is absent."
-    try: from tinygpt.kernels import fast_decoding as fast
-    except ImportError: return contextlib.nullcontext()
-    return fast(model)
-
 def cmd_generate(args, out=None):
     "Run `tinygpt generate`, writing to `out` (stdout): the prompt, then the continuation as it is sampled."
     from tinygpt.generate import stream
+    from tinygpt.kernels import fast_decoding
     from tinygpt.tokenizer import get_tokenizer
     from tinygpt.training import pick_device
     out = out or sys.stdout

@@ -19,6 +19,7 @@ from fastcore.basics import patch
 from IPython.display import Image
 from matplotlib.figure import Figure
 from .generate import stream
+from .kernels import fast_decoding
 from .moe import is_moe
 from .tokenizer import get_tokenizer
 
@@ -285,15 +286,16 @@ def _run(self: SamplingPanel, raise_errors=False):
         gen = torch.Generator(device=device).manual_seed(int(self.seed.value))
         new, ended, t0, self.text = [], False, time.perf_counter(), prompt
         self._show(prompt, ""); self.status.value = "generating\u2026"
-        for t in stream(self.model, ids, self.max_new_tokens.value, generator=gen, **self.settings()):
-            if self._stop.is_set(): self.stopped = True; break
-            if t == tok.eot_id: ended = True; break
-            if t >= tok.n_vocab: continue                                  # a padding id: not a token
-            new.append(t)
-            self.text = prompt + tok.decode(new)
-            self.n_tokens, self.tokens_per_s = len(new), len(new) / max(time.perf_counter() - t0, 1e-9)
-            self._show(prompt, self.text[len(prompt):])
-            self.status.value = f"{self.n_tokens} tokens \u00b7 {self.tokens_per_s:.1f} tokens/s"
+        with fast_decoding(self.model):                                    # lesson 07's opt-in one-row products
+            for t in stream(self.model, ids, self.max_new_tokens.value, generator=gen, **self.settings()):
+                if self._stop.is_set(): self.stopped = True; break
+                if t == tok.eot_id: ended = True; break
+                if t >= tok.n_vocab: continue                              # a padding id: not a token
+                new.append(t)
+                self.text = prompt + tok.decode(new)
+                self.n_tokens, self.tokens_per_s = len(new), len(new) / max(time.perf_counter() - t0, 1e-9)
+                self._show(prompt, self.text[len(prompt):])
+                self.status.value = f"{self.n_tokens} tokens \u00b7 {self.tokens_per_s:.1f} tokens/s"
         if self._stop.is_set(): self.stopped = True
         end = " \u00b7 stopped" if self.stopped else " \u00b7 end of story" if ended else ""
         self.status.value = f"{self.n_tokens} tokens \u00b7 {self.tokens_per_s:.1f} tokens/s{end}"
