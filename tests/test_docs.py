@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
 BIN = Path(sys.executable).parent
 LESSONS = ["00_tokenizer", "01_data", "02_attention", "03_layers", "04_model", "05_generate", "06_moe", "07_kernels",
-           "08_training", "09_hub", "10_widgets", "13_cli"]
+           "08_training", "09_hub", "10_widgets", "11_evaluate", "12_serve", "13_cli"]
 README_HEADER = "<!-- Made from nbs/index.ipynb by `python tests/test_docs.py`: edit that notebook, not this file. -->\n\n"
 
 def index_to_readme(nb_path=NBS / "index.ipynb"):
@@ -39,7 +39,7 @@ def _commands(markdown): return [c.strip() for c in re.findall(r"```(?:sh|bash)\
 def test_sidebar_lists_every_lesson_in_order():
     sb = _sidebar()
     lessons = next(s for s in sb["contents"] if isinstance(s, dict) and s.get("section") == "Lessons")["contents"]
-    assert lessons == [f"{n}.ipynb" for n in LESSONS], "the Lessons section must list lessons 00-12 in order"
+    assert lessons == [f"{n}.ipynb" for n in LESSONS], "the Lessons section must list lessons 00-13 in order"
     on_disk = sorted(p.name for p in NBS.glob("[0-9][0-9]_*.ipynb"))
     listed = {v for k, v in _sidebar_entries(sb["contents"]) if k == "file"}
     assert not [n for n in on_disk if n not in listed], "a lesson notebook is missing from nbs/sidebar.yml"
