@@ -120,7 +120,7 @@ def held_out_loss(model, tokens, block_size=None, batch_size=16, max_windows=Non
     finally: model.train(was_training)
     return total / (n * T)
 
-# %% ../nbs/08_training.ipynb #3620023c
+# %% ../nbs/08_training.ipynb #84a36912
 def _check_number(name, v, *, integer=False, lo=None, lo_open=False, hi=None, hi_open=False, none=False):
     "Raise ValueError unless `v` is a finite number (an int if `integer`) in the given range (or None if `none`)."
     if v is None and none: return
@@ -202,7 +202,7 @@ class TrainResult:
     checkpoint: Path | None       # last checkpoint written
     history: list = field(default_factory=list, repr=False)  # the metrics dicts of this call
 
-# %% ../nbs/08_training.ipynb #06ea18c8
+# %% ../nbs/08_training.ipynb #af1a7b53
 def patch(f=None, *, as_prop=False):
     "Make `f` a method (or property) of the class its `self` argument is annotated with, as fastcore's `@patch` does."
     if f is None: return lambda f: patch(f, as_prop=as_prop)
@@ -212,7 +212,7 @@ def patch(f=None, *, as_prop=False):
     setattr(cls, f.__name__, property(f) if as_prop else f)
     return f
 
-# %% ../nbs/08_training.ipynb #790377d2
+# %% ../nbs/08_training.ipynb #4cd56cdb
 class BasicTrainer:
     "Train `model` on `train_data` tokens (evaluating on `eval_data`): the training loop, no files."
     def __init__(self, model, train_data, eval_data=None, run_dir=None, config=None, **kw):
@@ -238,7 +238,7 @@ class BasicTrainer:
     def _mean_over_ranks(self, loss): return loss
     def lr_at(self, step): return lr_at(step, self.cfg.lr, self.cfg.warmup, self.cfg.max_steps, self.cfg.final_lr)
 
-# %% ../nbs/08_training.ipynb #a3e85de0
+# %% ../nbs/08_training.ipynb #fa5b0738
 @patch
 def train_step(self: BasicTrainer):
     "One optimizer step (grad accumulation, clipping, AdamW) -> metrics dict."
@@ -265,7 +265,7 @@ def train_step(self: BasicTrainer):
     m["tokens_per_sec"] = tokens / (time.perf_counter() - t0)
     return m
 
-# %% ../nbs/08_training.ipynb #8d911486
+# %% ../nbs/08_training.ipynb #29a7d1bb
 @patch
 def evaluate(self: BasicTrainer):
     "Held-out loss on the first `val_windows` windows of the eval tokens (a fixed subset, the same every time)."
@@ -282,7 +282,7 @@ def _eval_due(self: BasicTrainer):
     c = self.cfg
     return self.eval_tokens is not None and (self.step == c.max_steps or bool(c.eval_every and self.step % c.eval_every == 0))
 
-# %% ../nbs/08_training.ipynb #e5fc53bd
+# %% ../nbs/08_training.ipynb #1a5e315a
 @patch
 def fit(self: BasicTrainer):
     "Train from `self.step` up to `stop_at` (or `max_steps`) -> `TrainResult`."
@@ -313,7 +313,7 @@ def _result(self: BasicTrainer):
     return TrainResult(self.model, self.step, self._last_loss(), self.val_loss, sum(tps) / len(tps) if tps else 0.0,
                        self.run_dir, self.checkpoint, self.history)
 
-# %% ../nbs/08_training.ipynb #17a24d96
+# %% ../nbs/08_training.ipynb #47b4041c
 class _WriteErrors:
     "A file wrapper that remembers the OSError a write raised (torch.save reports it only as a RuntimeError)."
     def __init__(self, f): self.f, self.error = f, None
@@ -337,7 +337,7 @@ def save_checkpoint(state, path):
         raise OSError(err.errno, f"could not write {path}: {err.strerror or err}") from None
     return path
 
-# %% ../nbs/08_training.ipynb #676af032
+# %% ../nbs/08_training.ipynb #b6876953
 def load_weights_only(path):
     "`torch.load(path, weights_only=True)` on the CPU, with one-line errors for refused, corrupt and missing files."
     path = Path(path)
@@ -366,7 +366,7 @@ def read_checkpoint(path):
         raise ValueError(f"{p} is not a tinygpt training checkpoint (needs 'model', 'config', 'step')")
     return ck
 
-# %% ../nbs/08_training.ipynb #c2855605
+# %% ../nbs/08_training.ipynb #2465b378
 def _gather(obj, world):
     "The list of every rank's `obj` (just `[obj]` in a single process)."
     if world == 1: return [obj]
@@ -402,7 +402,7 @@ class CheckpointTrainer(BasicTrainer):
         super()._after_step(m)
         if self._ckpt_due(): self.save()
 
-# %% ../nbs/08_training.ipynb #5c5c5e85
+# %% ../nbs/08_training.ipynb #3aad2200
 @patch
 def load_state_dict(self: CheckpointTrainer, ck):
     "Continue from checkpoint dict `ck` (see `read_checkpoint`)."
@@ -421,7 +421,7 @@ def load_state_dict(self: CheckpointTrainer, ck):
         torch.manual_seed(seed); self.gen.manual_seed(seed)
     return self
 
-# %% ../nbs/08_training.ipynb #a0c1db4c
+# %% ../nbs/08_training.ipynb #0b64ad8a
 try: import fcntl
 except ImportError: fcntl = None                                           # Windows: msvcrt below
 _HELD = {}                                                                 # path -> [file, count]: re-entrant per process
@@ -455,7 +455,7 @@ class RunLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
-# %% ../nbs/08_training.ipynb #723ed26c
+# %% ../nbs/08_training.ipynb #5b706860
 RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json")
 
 def _tmp_files(folder):
@@ -480,7 +480,7 @@ def existing_run(folder):
     "The run files already in `folder` (empty if it holds no run)."
     return [n for n in RUN_FILES if (Path(folder) / n).exists()]
 
-# %% ../nbs/08_training.ipynb #fd7b70a0
+# %% ../nbs/08_training.ipynb #19549eea
 class RunTrainer(CheckpointTrainer):
     "`CheckpointTrainer` in a run folder: locked, never replacing a run by accident, safe on Ctrl-C, SIGTERM and kill -9."
     def __init__(self, model, train_data, eval_data=None, run_dir="runs/run", config=None, overwrite=False, **kw):
@@ -514,7 +514,7 @@ class RunTrainer(CheckpointTrainer):
             raise KeyboardInterrupt(f"stopped by {signal.Signals(self._signal).name} at step {self.step}; the checkpoint is "
                                     "saved: resume=True (--resume) continues from there")
 
-# %% ../nbs/08_training.ipynb #ae2b81a7
+# %% ../nbs/08_training.ipynb #7d7c114e
 @patch
 def _catch_signals(self: RunTrainer):
     "On SIGINT / SIGTERM: finish the step, checkpoint, stop. A second signal stops at once (the files stay consistent)."
@@ -543,7 +543,7 @@ def _last_loss(self: RunTrainer):
     try: return json.loads((self.run_dir / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
     except (OSError, IndexError, ValueError, KeyError): return None
 
-# %% ../nbs/08_training.ipynb #77291a09
+# %% ../nbs/08_training.ipynb #14b70aaa
 def _call(cb, name, arg):
     "Call hook `name` of callback `cb` if it has one (a plain function is an `on_step` hook)."
     if hasattr(cb, name): getattr(cb, name)(arg)
@@ -605,7 +605,7 @@ def setup_distributed(device):
     if created: dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), device, created
 
-# %% ../nbs/08_training.ipynb #30656d4f
+# %% ../nbs/08_training.ipynb #708fdd21
 class Trainer(CallbackTrainer):
     "The course trainer: a run folder with checkpoints and exact resume, callbacks, and DDP under torchrun."
     def __init__(self, model, train_data, eval_data=None, run_dir="runs/run", config=None, callbacks=(), overwrite=False, **kw):
