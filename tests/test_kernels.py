@@ -171,20 +171,6 @@ def test_use_fused_swiglu_switches_every_expert_and_back():
     assert list(m.state_dict()) == keys                                  # no parameter or buffer changes
     K.use_fused_swiglu(m, enabled=False); assert all(e.glu is silu_mul for e in experts)
 
-def test_learning_order_of_imports():
-    "A module never imports a module of a later lesson (lazy imports inside functions included)."
-    import ast, tinygpt
-    from pathlib import Path
-    order = ["tokenizer", "data", "attention", "layers", "model", "generate", "moe", "kernels"]
-    pkg = Path(tinygpt.__file__).parent
-    for i, name in enumerate(order):
-        tree = ast.parse((pkg / f"{name}.py").read_text())
-        used = {n.module.split(".")[-1] if n.module != "tinygpt" else a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
-                and (n.level or n.module.startswith("tinygpt")) for a in n.names}
-        used |= {a.name.split(".")[1] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name.startswith("tinygpt.")}
-        later = used & set(order[i + 1:])
-        assert not later, f"tinygpt.{name} imports later lessons' modules: {sorted(later)}"
-
 def patched(m): return [x for x in m.modules() if "forward" in vars(x)]
 
 def small_model(**kw):
