@@ -103,8 +103,23 @@ def test_proc_nbs_processes_every_lesson(processed):
         cells = json.loads(out.read_text())["cells"]
         assert not any("".join(c["source"]).lstrip().startswith("#| default_exp") for c in cells), f"{nb.name}: directives left in"
     for nb in (NBS / "solutions").glob("*.ipynb"): assert (proc / "solutions" / nb.name).exists(), f"solutions/{nb.name} not processed"
-    w = json.loads((proc / "10_widgets.ipynb").read_text())
-    assert "Stored sample" in "".join("".join(c["source"]) for c in w["cells"]), "lesson 10 lost its stored samples"
+
+def _images(nb_path):
+    return sum("image/png" in o.get("data", {}) for c in json.loads(Path(nb_path).read_text())["cells"] for o in c.get("outputs", []))
+
+def test_processed_pages_keep_their_outputs_and_figures(processed):
+    "The site is rendered from the stored outputs: every figure of every page survives nbdev's processing."
+    proc, pages = processed / "_proc", [p for p in NBS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
+    for nb in pages:
+        rel = nb.relative_to(NBS)
+        assert (proc / rel).exists(), f"{rel} was not processed"
+        assert _images(proc / rel) >= _images(nb), f"{rel}: figures lost in processing"
+    assert sum(_images(nb) for nb in pages) >= 20, "the lessons should show their figures"
+
+def test_every_sidebar_page_exists():
+    for kind, value in _sidebar_entries(_sidebar()["contents"]):
+        if kind == "file": assert (NBS / value).exists(), f"the sidebar lists {value}, which does not exist"
+        else: assert list(NBS.glob(value)), f"the sidebar's {value!r} matches nothing"
 
 def test_quarto_renders_the_site(request):
     if not shutil.which("quarto"): pytest.skip("Quarto is not installed (https://quarto.org): the site is not rendered here")

@@ -19,7 +19,7 @@ from .moe import PRESETS, config_from_dict, is_moe
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'lr_at', 'decay_groups', 'pick_device', 'bf16_supported', 'resolve_dtype', 'autocast', 'LMLoss',
-           'held_out_loss', 'TrainConfig', 'as_tokens', 'TrainResult', 'patch', 'BasicTrainer', 'save_checkpoint',
+           'held_out_loss', 'TrainConfig', 'as_tokens', 'TrainResult', 'BasicTrainer', 'save_checkpoint',
            'load_weights_only', 'read_checkpoint', 'CheckpointTrainer', 'RunFolderBusy', 'RunLock', 'repair_metrics',
            'existing_run', 'RunTrainer', 'CallbackTrainer', 'LivePlot', 'setup_distributed', 'Trainer', 'model_config',
            'train']
@@ -203,14 +203,7 @@ class TrainResult:
     history: list = field(default_factory=list, repr=False)  # the metrics dicts of this call
 
 # %% ../nbs/08_training.ipynb #af1a7b53
-def patch(f=None, *, as_prop=False):
-    "Make `f` a method (or property) of the class its `self` argument is annotated with, as fastcore's `@patch` does."
-    if f is None: return lambda f: patch(f, as_prop=as_prop)
-    cls = f.__annotations__["self"]
-    if isinstance(cls, str): cls = eval(cls, f.__globals__)                # `from __future__ import annotations`
-    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
-    setattr(cls, f.__name__, property(f) if as_prop else f)
-    return f
+from fastcore.basics import patch
 
 # %% ../nbs/08_training.ipynb #4cd56cdb
 class BasicTrainer:

@@ -95,6 +95,7 @@ def expect_raises(fn, exc, what):
         raise Mismatch(f"{what}: expected {names}, got {type(e).__name__}: {e}") from None
     raise Mismatch(f"{what}: expected an error, but it returned {show(out)}")
 
+# %% ../../nbs/exercises/core.ipynb #2bbe7b53
 def run_cases(cases, hint):
     "Run `(description, thunk)` cases; a failed `CheckResult` for the first failing case (with `hint`), else a passed one."
     for n, (desc, case) in enumerate(cases):
