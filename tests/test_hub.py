@@ -9,6 +9,7 @@ from tinygpt.hub import (CheckpointError, OfflineError, HubGPT, save_pretrained,
                          load_default, write_model_card, as_hub, course_key, to_published, PUBLISHED_FILES)
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.moe import MoEConfig, PRESETS
+from conftest import FullDisk
 
 REFERENCE = Path(hub.__file__).parent / "assets" / "reference" / "state_dicts.json"      # shipped with the package
 SHARED_SEED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed_state_dicts.json"
@@ -401,24 +402,13 @@ def test_nan_weights_refused(tmp_path):
     with pytest.raises(ValueError, match="NaN or inf"): save_pretrained(m, tmp_path / "out")
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["inf.pt"]
 
-class _FullDisk:
-    "A file object that accepts `limit` bytes, then fails with ENOSPC like a full disk."
-    def __init__(self, f, limit=100): self.f, self.n, self.limit = f, 0, limit
-    def __enter__(self): return self
-    def __exit__(self, *a): self.f.close()
-    def fileno(self): return self.f.fileno()
-    def flush(self): self.f.flush()
-    def write(self, b):
-        self.n += len(b)
-        if self.n > self.limit: raise OSError(28, "No space left on device")
-        return self.f.write(b)
 
 def test_model_card_on_a_full_disk_leaves_no_temp_file(tmp_path, monkeypatch):
     import tinygpt.data
     folder = save_pretrained(small_model("tinygpt"), tmp_path / "m")
     before = (folder / "README.md").read_text()
     real = os.fdopen
-    monkeypatch.setattr(tinygpt.data.os, "fdopen", lambda *a, **k: _FullDisk(real(*a, **k)))
+    monkeypatch.setattr(tinygpt.data.os, "fdopen", lambda *a, **k: FullDisk(real(*a, **k), limit=100))
     with pytest.raises(OSError, match="No space left"): write_model_card(folder, data="x" * 1000, steps=3)
     monkeypatch.undo()
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]

@@ -7,6 +7,7 @@ from tinygpt.model import GPT, GPTConfig
 from tinygpt.moe import MoEConfig
 from tinygpt.training import (TrainConfig, Trainer, train, lr_at, decay_groups, save_checkpoint, read_checkpoint,
                               held_out_loss, LMLoss)
+from conftest import FullDisk
 
 CFG = GPTConfig(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
 KW = dict(max_steps=20, batch_size=4, block_size=16, lr=3e-3, warmup_steps=3, dtype="fp32", seed=3, progress=False)
@@ -310,24 +311,13 @@ def test_divergence_never_saves_nan_weights(tmp_path, tokens):
     with pytest.raises(ValueError, match="training diverged at step 3: the weights hold NaN"): trainer.save()
     assert read_checkpoint(tmp_path)["step"] == 3
 
-class _FullDisk:
-    "A file object that accepts `limit` bytes, then fails with ENOSPC like a full disk."
-    def __init__(self, f, limit=2000): self.f, self.n, self.limit = f, 0, limit
-    def __enter__(self): return self
-    def __exit__(self, *a): self.f.close()
-    def fileno(self): return self.f.fileno()
-    def flush(self): self.f.flush()
-    def write(self, b):
-        self.n += len(b)
-        if self.n > self.limit: raise OSError(28, "No space left on device")
-        return self.f.write(b)
 
 def test_full_disk_during_checkpoint(tmp_path, tokens):
     import tinygpt.data
     train(CFG, tokens, None, tmp_path, stop_at=2, **KW)
     good = read_checkpoint(tmp_path)
     real = os.fdopen
-    with mock.patch.object(tinygpt.data.os, "fdopen", lambda *a, **k: _FullDisk(real(*a, **k))):
+    with mock.patch.object(tinygpt.data.os, "fdopen", lambda *a, **k: FullDisk(real(*a, **k), limit=2000)):
         with pytest.raises(OSError, match="no space left on the disk of .*previous checkpoint is kept") as e:
             train(CFG, tokens, None, tmp_path, resume=True, **{**KW, "stop_at": 4})
     assert e.value.errno == 28 and "\n" not in str(e.value) and "inline_container" not in str(e.value)
