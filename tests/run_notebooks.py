@@ -25,7 +25,7 @@ def run_notebook(path, timeout=600, save=False):
     for k in DROP_ENV: os.environ.pop(k, None)
     os.environ.update(OFFLINE_ENV)                        # the kernel inherits this process's environment
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False, resources={"metadata": {"path": str(path.parent)}})
         t0, err = time.time(), None
         try: client.execute()
         except CellExecutionError as e: err = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
