@@ -216,3 +216,29 @@ def test_core_package_imports_without_fastapi():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert 'pip install "tinygpt[serve]"' in out.stdout, out.stdout
+
+def test_slot_cache_batched_step_matches_one_forward_per_request():
+    "Rows of different lengths in scattered slots (and after the slots grew) give the logits of separate forwards."
+    from tinygpt.generate import next_logits
+    from tinygpt.serve import SlotKV, prefill, ragged_next_logits
+    torch.manual_seed(0)
+    model, tok = load_default(), get_tokenizer()
+    prompts = ["Once upon a time", "The dog", "Lily and Ben went to the park", "A", "Tom had a red ball and a blue"]
+    kv, caches = SlotKV(model, max_slots=8, n_slots=2), []
+    slots = [kv.take() for _ in prompts]                              # 5 slots from 2: the tensors grew twice
+    assert len(kv.lengths) == 8 and slots == [0, 1, 2, 3, 4]
+    kv.release(1); kv.release(3); slots[1], slots[3] = kv.take(), kv.take()
+    slots = [slots[i] for i in (4, 1, 0, 3, 2)]; prompts = [prompts[i] for i in (4, 1, 0, 3, 2)]   # not in slot order
+    with torch.inference_mode():
+        for p, s in zip(prompts, slots):
+            ids = torch.tensor([tok.encode(p)[:-1] or [EOT_ID]])
+            c = model.new_cache(); next_logits(model, ids, c); caches.append(c); prefill(model, kv, [s], ids)
+        last = [tok.encode(p)[-1] for p in prompts]
+        for _ in range(3):                                               # three steps: lengths keep differing
+            fast = ragged_next_logits(model, last, kv, slots)
+            slow = torch.cat([next_logits(model, torch.tensor([[t]]), c) for t, c in zip(last, caches)])
+            torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4)
+            last = fast.argmax(-1).tolist()
+    assert [kv.lengths[s] for s in slots] == [c.length for c in caches]
+    with pytest.raises(RuntimeError, match="all 8 slots"):
+        for _ in range(9): kv.take()

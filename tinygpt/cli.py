@@ -370,13 +370,14 @@ def serve_arguments(p):
     p.add_argument("--port", type=int_range(1, 65_535), default=8000)
     p.add_argument("--max-prompt-tokens", type=int_range(1, 1 << 20), default=1024, help="longest prompt accepted")
     p.add_argument("--max-new-tokens", type=new_tokens, default=512, help="most tokens one request may ask for")
+    p.add_argument("--fast-decoding", action="store_true", help="oneDNN one-row products (lesson 07): faster on some CPUs, slower on others")
 
 def cmd_serve(args):
     "Run `tinygpt serve` (lesson 12's `run_server`) until Ctrl-C."
     try:
         from tinygpt.serve import run_server
         run_server(checkpoints=tuple(args.checkpoint), host=args.host, port=args.port,
-                   max_prompt_tokens=args.max_prompt_tokens, max_new_tokens=args.max_new_tokens)
+                   max_prompt_tokens=args.max_prompt_tokens, max_new_tokens=args.max_new_tokens, fast_decoding=args.fast_decoding)
     except ImportError as e:
         if (e.name or "").split(".")[0] not in SERVE_NEEDS: raise
         print(f"tinygpt: error: {SERVE_MISSING}", file=sys.stderr); return 1
