@@ -7,8 +7,8 @@ from tinygpt.moe import MoEConfig, PRESETS, config_from_dict, is_moe, MOE_FIELDS
 TINY = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
 
 def test_presets_and_published_parameter_counts():
-    assert list(DENSE) == ["tinygpt", "tiny"] and list(PRESETS) == ["tinygpt", "tinygpt-moe", "tiny", "tiny-moe"]
-    assert not any(is_moe(c) for c in DENSE.values()) and [is_moe(c) for c in PRESETS.values()] == [False, True, False, True]
+    assert list(DENSE) == ["tinygpt", "tiny", "tiny-shortlist"] and list(PRESETS) == ["tinygpt", "tinygpt-moe", "tiny", "tiny-moe", "tiny-shortlist"]
+    assert not any(is_moe(c) for c in DENSE.values()) and [is_moe(c) for c in PRESETS.values()] == [False, True, False, True, False]
     with torch.device("meta"):
         assert GPT(PRESETS["tinygpt"]).n_params() == 51_237_888          # the published TinyGPT
         assert GPT(PRESETS["tinygpt-moe"]).n_params() == 84_788_224      # the published TinyGPT-MoE

@@ -145,6 +145,7 @@ def resolve_data(data, out_dir, eval_data=None):
 RECIPES = {  # per-preset defaults of `tinygpt train` (see "The CPU recipe" below)
     "tiny": dict(max_steps=500, batch_size=16, lr=3e-3, eval_every=50, eval_batches=4, ckpt_every=50),
     "tiny-moe": dict(max_steps=200, batch_size=16, lr=3e-3, eval_every=50, eval_batches=4, ckpt_every=50),
+    "tiny-shortlist": dict(max_steps=2400, batch_size=16, lr=3e-3, eval_every=400, eval_batches=4, ckpt_every=400),
 }
 TRAIN_KEYS = ("max_steps", "batch_size", "grad_accum", "block_size", "lr", "warmup_steps", "dtype", "compile",
               "device", "seed", "eval_every", "eval_batches", "ckpt_every")

@@ -99,7 +99,8 @@ def model_card_text(config=None, *, title="A tinygpt model", data=None, steps=No
         with torch.device("meta"): n = GPT(c).n_params()
         kind = f"{c.n_experts} experts, top-{c.top_k_experts}" if is_moe(c) else "dense"
         rows += [("Architecture", f"{_arch(c)} ({kind}): {c.n_layer} layers, width {c.n_embd}, {c.n_head} heads, "
-                                  f"context {c.block_size}, vocab {c.vocab_size}"), ("Parameters", f"{n:,}")]
+                                  f"context {c.block_size}, vocab {c.vocab_size}" + (f" (a shortlist: {c.vocab_kept:,} ids with rows of their own)" if c.vocab_kept else "")),
+                 ("Parameters", f"{n:,}")]
     if isinstance(held_out_loss, (int, float)): held_out_loss = f"{held_out_loss:.4f} (perplexity {torch.tensor(float(held_out_loss)).exp():.2f})"
     rows += [("Training data", data or na), ("Training steps", f"{steps:,}" if isinstance(steps, int) else steps or na),
              ("Held-out loss", held_out_loss or na), ("License", license)]

@@ -6,12 +6,13 @@ Docs: https://tinygpt-course.github.io/tinygpt/model.html.md"""
 
 # %% auto #0
 __all__ = ['MAX_SIZES', 'MAX_PARAMS', 'PRESETS', 'check_int', 'check_float', 'GPTConfig', 'check_token_ids', 'check_id_range',
-           'GPT']
+           'GPT', 'ShortlistEmbedding', 'ShortlistHead', 'shortlist_ids']
 
 # %% ../nbs/04_model.ipynb #0f269db9
 import math, numbers
 from dataclasses import dataclass, asdict, fields
-import torch, torch.nn as nn, torch.nn.functional as F
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.basics import patch
 from .layers import Block, MLP
 from .attention import KVCache
 
@@ -49,12 +50,14 @@ class GPTConfig:
     n_head: int = 8
     n_embd: int = 512
     dropout: float = 0.3
+    vocab_kept: int = 0         # > 0: a shortlist, only this many ids get their own row (see the end of the lesson)
     def __post_init__(self): self.validate()
 
     def validate(self):
         "Check every field's type and range (a ValueError naming the field); return the config."
         for name, hi in MAX_SIZES.items(): setattr(self, name, check_int(name, getattr(self, name), 1, hi))
         self.dropout = check_float("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        self.vocab_kept = check_int("vocab_kept", self.vocab_kept, 0, self.vocab_size - 1)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: every head needs n_embd // n_head dimensions")
         if (n := self.approx_params()) > MAX_PARAMS:
@@ -63,12 +66,19 @@ class GPTConfig:
 
     def approx_params(self):
         "The weights of the big matrices (biases and norms left out): cheap, and close enough for the size limit."
-        C = self.n_embd
-        return (self.vocab_size + self.block_size) * C + self.n_layer * (4 * C * C + self.ffn_weights())
+        C, rows = self.n_embd, self.vocab_kept + 1 if self.vocab_kept else self.vocab_size
+        return (rows + self.block_size) * C + self.n_layer * (4 * C * C + self.ffn_weights())
 
     def ffn_weights(self): return 8 * self.n_embd ** 2            # the MLP: (C, 4C) up and (4C, C) down
     def make_mlp(self): return MLP(self.n_embd, 4 * self.n_embd, self.dropout)   # a block's feed-forward part
-    def to_dict(self): return asdict(self)
+    def make_embedding(self):                                      # the token table; a shortlist's at the end of the lesson
+        return ShortlistEmbedding(self.vocab_size, self.vocab_kept, self.n_embd) if self.vocab_kept else nn.Embedding(self.vocab_size, self.n_embd)
+    def make_head(self):
+        return ShortlistHead(self.n_embd, self.vocab_size, self.vocab_kept) if self.vocab_kept else nn.Linear(self.n_embd, self.vocab_size, bias=False)
+    def to_dict(self):
+        d = asdict(self)
+        if not d["vocab_kept"]: del d["vocab_kept"]                 # 0 (no shortlist) is the default: not written
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -111,10 +121,10 @@ class GPT(nn.Module):
         super().__init__()
         if not isinstance(config, GPTConfig): raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}; for a dict use GPTConfig.from_dict")
         self.config = c = config
-        self.tok_emb, self.pos_emb = nn.Embedding(c.vocab_size, c.n_embd), nn.Embedding(c.block_size, c.n_embd)
+        self.tok_emb, self.pos_emb = c.make_embedding(), nn.Embedding(c.block_size, c.n_embd)
         self.blocks = nn.ModuleList(Block(c.n_embd, c.n_head, c.dropout, c.make_mlp()) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd)
-        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.lm_head = c.make_head()
         self.lm_head.weight = self.tok_emb.weight      # weight tying: one tensor, two uses
         self.apply(self._init_weights)
 
@@ -156,3 +166,46 @@ class GPT(nn.Module):
         if targets.shape != idx.shape: raise ValueError(f"targets shape {tuple(targets.shape)} differs from idx shape {tuple(idx.shape)}")
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1).long(), ignore_index=-100)
         return logits, loss + self.aux_loss()
+
+# %% ../nbs/04_model.ipynb #c05a6d2d
+class ShortlistEmbedding(nn.Embedding):
+    "Token embeddings of a shortlist: kept ids have rows 0..K-1 (`row_of` says which), every other id shares row K."
+    def __init__(self, vocab_size, n_kept, n_embd):
+        super().__init__(n_kept + 1, n_embd)
+        self.register_buffer("row_of", torch.cat([torch.arange(n_kept), torch.full((vocab_size - n_kept,), n_kept)]))  # (V,)
+    def forward(self, idx): return super().forward(self.row_of[idx])        # ids (B, T) -> rows -> (B, T, C)
+
+class ShortlistHead(nn.Linear):
+    "LM head of a shortlist: K+1 rows, logits over all `vocab_size` ids; the others share row K's logit less ln(#others)."
+    def __init__(self, n_embd, vocab_size, n_kept):
+        super().__init__(n_embd, n_kept + 1, bias=False)
+        self.vocab_size, self.log_others = vocab_size, math.log(vocab_size - n_kept)
+        self.register_buffer("kept", torch.arange(n_kept))                    # kept[r]: the id that owns row r
+    def forward(self, h):
+        small = super().forward(h)                                           # (..., K+1)
+        lead = small.shape[:-1]
+        full = (small[..., -1:] - self.log_others).expand(*lead, self.vocab_size).contiguous()   # (..., V): all "other"
+        return full.scatter_(-1, self.kept.expand(*lead, -1), small[..., :-1])                 # kept ids: their own logit
+
+
+# %% ../nbs/04_model.ipynb #2be653ac
+def shortlist_ids(tokens, k, vocab_size=50304):
+    "The `k` ids most frequent in `tokens` (ties and unused ids: lowest id first), sorted."
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=vocab_size)[:vocab_size]
+    return np.sort(np.argsort(-counts, kind="stable")[:k])
+
+@patch
+def keep_tokens(self: GPT, ids):
+    "Give the shortlist's rows to `ids` (`vocab_kept` distinct ids, in row order); every other id shares the last row."
+    K, V = self.config.vocab_kept, self.config.vocab_size
+    if not K: raise ValueError("this model has no shortlist (vocab_kept=0): there are no rows to give")
+    ids = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.lm_head.kept.device)
+    if ids.shape != (K,) or len(ids.unique()) != K or int(ids.min()) < 0 or int(ids.max()) >= V:
+        raise ValueError(f"keep_tokens needs {K} distinct ids in [0, {V}), got {len(ids.unique())} distinct of shape {tuple(ids.shape)}")
+    self.lm_head.kept.copy_(ids)
+    self.tok_emb.row_of.fill_(K); self.tok_emb.row_of[ids] = torch.arange(K, device=ids.device)
+    return self
+
+
+# %% ../nbs/04_model.ipynb #0df643d3
+PRESETS["tiny-shortlist"] = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.2, vocab_kept=5119)

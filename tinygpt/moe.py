@@ -145,6 +145,7 @@ PRESETS = {
     "tinygpt-moe": MoEConfig(),
     "tiny": DENSE_PRESETS["tiny"],
     "tiny-moe": MoEConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.1, expert_hidden=256),
+    "tiny-shortlist": DENSE_PRESETS["tiny-shortlist"],
 }
 MOE_FIELDS = tuple(f.name for f in fields(MoEConfig) if f.name not in {g.name for g in fields(GPTConfig)})
 

@@ -14,7 +14,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
-from .model import GPT, GPTConfig
+from .model import GPT, GPTConfig, shortlist_ids
 from .moe import PRESETS, config_from_dict, is_moe
 
 # %% auto #0
@@ -92,8 +92,10 @@ class LMLoss(nn.Module):
     def __init__(self, model, fused_ce=True): super().__init__(); self.model, self.fused_ce = model, fused_ce
     def forward(self, x, y):
         if not self.fused_ce: return self.model(x, y)[1]
-        h = self.model.hidden_states(x)                                                  # (B, T, C)
-        loss = fused_linear_cross_entropy(h.flatten(0, 1), self.model.lm_head.weight, y.flatten())
+        h, y, K = self.model.hidden_states(x), y.flatten(), self.model.config.vocab_kept   # h (B, T, C)
+        if K: y = self.model.tok_emb.row_of[y.clamp(min=0)].masked_fill(y < 0, -100)    # a shortlist (lesson 04): ids -> rows
+        loss = fused_linear_cross_entropy(h.flatten(0, 1), self.model.lm_head.weight, y)
+        if K: loss = loss + (y == K).sum() / (y >= 0).sum().clamp(min=1) * self.model.lm_head.log_others   # the others' share
         return loss + self.model.aux_loss()
 
 # %% ../nbs/08_training.ipynb #c40e5541
@@ -662,5 +664,7 @@ def train(model="tiny", data=None, eval_data=None, out_dir="runs/tiny", *, resum
         trainer = Trainer(net, data, eval_data, out_dir, c, callbacks, overwrite=overwrite)
         try:
             if ck is not None: trainer.load_state_dict(ck)
+            elif net.config.vocab_kept and not isinstance(model, nn.Module):     # a fresh shortlist: the text's commonest ids
+                net.keep_tokens(shortlist_ids(trainer.train_tokens, net.config.vocab_kept, net.config.vocab_size))
             return trainer.fit()
         finally: trainer.close()
