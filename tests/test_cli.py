@@ -285,11 +285,13 @@ def test_eval_status_and_errors(standin, capsys):
 def test_serve_wiring(standin, capsys):
     calls = standin("tinygpt.serve", "run_server", result=None)
     assert run_main(["serve"], capsys)[0] == 0
-    assert calls[-1] == ((), dict(checkpoints=(), host="127.0.0.1", port=8000, max_prompt_tokens=1024, max_new_tokens=512))
+    assert calls[-1] == ((), dict(checkpoints=(), host="127.0.0.1", port=8000, max_prompt_tokens=1024, max_new_tokens=512,
+                                  fast_decoding=False))
     argv = ["serve", "--checkpoint", "a", "--checkpoint", "b", "--host", "0.0.0.0", "--port", "9000",
-            "--max-prompt-tokens", "64", "--max-new-tokens", "32"]
+            "--max-prompt-tokens", "64", "--max-new-tokens", "32", "--fast-decoding"]
     assert run_main(argv, capsys)[0] == 0
-    assert calls[-1] == ((), dict(checkpoints=("a", "b"), host="0.0.0.0", port=9000, max_prompt_tokens=64, max_new_tokens=32))
+    assert calls[-1] == ((), dict(checkpoints=("a", "b"), host="0.0.0.0", port=9000, max_prompt_tokens=64, max_new_tokens=32,
+                                  fast_decoding=True))
 
 @pytest.mark.parametrize("missing", ["fastapi", "uvicorn"])
 def test_serve_without_its_extra(standin, capsys, missing):

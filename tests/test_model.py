@@ -14,7 +14,7 @@ def test_presets_and_published_parameter_counts():
         assert GPT(PRESETS["tinygpt-moe"]).n_params() == 84_788_224      # the published TinyGPT-MoE
 
 def test_dense_config_has_only_dense_fields():
-    assert [f.name for f in dataclasses.fields(GPTConfig)] == ["vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout"]
+    assert [f.name for f in dataclasses.fields(GPTConfig)] == ["vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "vocab_kept"]
     assert set(MOE_FIELDS) == {"n_experts", "top_k_experts", "expert_hidden", "moe_aux_coef", "moe_z_coef", "router_noise"}
 
 @pytest.mark.parametrize("name", ["tinygpt", "tinygpt-moe", "tiny", "tiny-moe"])

@@ -17,7 +17,7 @@ def text_ids(n=4000, seed=0):
     return g.choice(60, size=n, p=np.r_[np.full(50, 0.019), np.full(10, 0.005)]).astype(np.int64) * 7 % 500
 
 def test_config_and_validation():
-    assert "vocab_kept" not in GPTConfig().to_dict()                      # no shortlist: the published layout's fields
+    assert GPTConfig().to_dict()["vocab_kept"] == 0                       # no shortlist
     assert config_from_dict(SMALL.to_dict()) == SMALL
     with pytest.raises(ValueError, match="vocab_kept must be between 0 and 511"): dataclasses.replace(SMALL, vocab_kept=512)
     with pytest.raises(ValueError, match="vocab_kept must be an integer"): dataclasses.replace(SMALL, vocab_kept=4.0)

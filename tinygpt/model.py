@@ -75,10 +75,7 @@ class GPTConfig:
         return ShortlistEmbedding(self.vocab_size, self.vocab_kept, self.n_embd) if self.vocab_kept else nn.Embedding(self.vocab_size, self.n_embd)
     def make_head(self):
         return ShortlistHead(self.n_embd, self.vocab_size, self.vocab_kept) if self.vocab_kept else nn.Linear(self.n_embd, self.vocab_size, bias=False)
-    def to_dict(self):
-        d = asdict(self)
-        if not d["vocab_kept"]: del d["vocab_kept"]                 # 0 (no shortlist) is the default: not written
-        return d
+    def to_dict(self): return asdict(self)
 
     @classmethod
     def from_dict(cls, d):
