@@ -45,7 +45,7 @@ class SlotKV:
     "Keys and values of many jobs in one tensor per layer, (slots, nh, block_size, hd); each job owns one slot (row)."
     def __init__(self, model, max_slots=32, n_slots=4):
         c, w = model.config, model.lm_head.weight
-        self.max_slots, self.n_layer, self.block = max_slots, c.n_layer, c.block_size
+        self.max_slots = max_slots
         self.row = (c.n_head, c.block_size, c.n_embd // c.n_head)                  # one slot: (nh, L, hd)
         empty = lambda: [torch.zeros(0, *self.row, dtype=w.dtype, device=w.device) for _ in range(c.n_layer)]
         self.k, self.v, self.lengths, self.free = empty(), empty(), [], []         # lengths[s]: positions held by slot s
