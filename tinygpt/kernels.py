@@ -91,6 +91,11 @@ def use_fused_swiglu(model, enabled=True):
     return model
 
 # %% ../nbs/07_kernels.ipynb #5860bb49
+def _compute_dtype(hidden, weight):
+    "The dtype `hidden @ weight.T` computes in: autocast's where it is on, else the weight's."
+    dev = hidden.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else weight.dtype
+
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
     "Mean cross-entropy of `hidden @ weight.T` computed `chunk_size` rows at a time, gradients in the forward."
     @staticmethod
@@ -100,24 +105,30 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         n_valid = int(valid.sum())
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_h = torch.zeros_like(hidden) if need_h else None                       # (N, C)
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None  # (V, C)
-        for i in range(0, N if n_valid else 0, chunk_size):
-            h, t, ok = hidden[i:i+chunk_size], target[i:i+chunk_size], valid[i:i+chunk_size]
-            z = (h @ weight.T).float()                                      # (n, V): the only logits alive
-            tz = z.gather(1, t.clamp(0, V - 1)[:, None]).squeeze(1)         # (n,) logit of the target
-            m = z.amax(dim=-1, keepdim=True)                                # (n, 1)
-            e = z.sub_(m).exp_()                                            # in place: z is now exp(z - max)
-            s = e.sum(dim=-1, keepdim=True)                                 # (n, 1)
-            lse = (m + s.log()).squeeze(1)                                  # (n,) logsumexp, no extra (n, V) buffer
-            loss += torch.where(ok, lse - tz, 0.0).sum()
-            if need_h or need_w:
-                dz = e.div_(s)                                              # softmax, still in place
-                dz[ok, t[ok]] -= 1.0
-                dz *= ok[:, None] / n_valid                                 # ignored rows get no gradient
-                if need_h: grad_h[i:i+chunk_size] = (dz.to(weight.dtype) @ weight).to(hidden.dtype)
-                if need_w: grad_w.addmm_(dz.T, h.float())
-            z = e = dz = None                                               # free this chunk before the next matmul
+        cdt = _compute_dtype(hidden, weight)
+        wdt = torch.promote_types(cdt, torch.float32)                       # the softmax runs in at least float32
+        with torch.autocast(hidden.device.type, enabled=False):            # we cast ourselves, once
+            hc, wc = hidden.to(cdt), weight.to(cdt)                          # (N, C), (V, C)
+            grad_h = torch.zeros_like(hidden) if need_h else None             # (N, C)
+            grad_w = torch.zeros_like(wc) if need_w else None                 # (V, C), summed in the compute dtype
+            rows = min(chunk_size, N)
+            z_buf = torch.empty(rows, V, dtype=wdt, device=hidden.device)     # one chunk of logits, reused by all
+            low_buf = z_buf if cdt == wdt else torch.empty(rows, V, dtype=cdt, device=hidden.device)
+            for i in range(0, N if n_valid else 0, chunk_size):
+                h, t, ok = hc[i:i+chunk_size], target[i:i+chunk_size], valid[i:i+chunk_size]
+                n = h.shape[0]
+                z = torch.matmul(h, wc.T, out=low_buf[:n])                   # (n, V): the only logits alive
+                if cdt != wdt: z = z_buf[:n].copy_(z)
+                tz = z.gather(1, t.clamp(0, V - 1)[:, None]).squeeze(1)      # (n,) logit of the target
+                m = z.amax(dim=-1, keepdim=True)                             # (n, 1)
+                e = z.sub_(m).exp_()                                         # in place: z is now exp(z - max)
+                s = e.sum(dim=-1, keepdim=True)                              # (n, 1)
+                loss += torch.where(ok, (m + s.log()).squeeze(1) - tz, 0.0).sum()   # logsumexp - target logit
+                if need_h or need_w:
+                    e[ok, t[ok]] -= s[ok, 0]                                  # s * (softmax - onehot)
+                    dz = torch.mul(e, ok[:, None] / (n_valid * s), out=low_buf[:n])   # scaled and cast in one pass
+                    if need_h: grad_h[i:i+chunk_size] = dz @ wc
+                    if need_w: grad_w.addmm_(dz.T, h)
         ctx.w_dtype = weight.dtype
         ctx.grads = grad_h, grad_w             # not inputs or outputs: plain attributes are fine
         return loss / max(n_valid, 1)
@@ -127,7 +138,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.grads
         ctx.grads = None                        # scale in place: no second weight-sized buffer
         gh = grad_h.mul_(grad_out.to(grad_h.dtype)) if grad_h is not None else None
-        gw = grad_w.mul_(grad_out).to(ctx.w_dtype) if grad_w is not None else None
+        gw = grad_w.mul_(grad_out.to(grad_w.dtype)).to(ctx.w_dtype) if grad_w is not None else None
         return gh, gw, None, None, None
 
 # %% ../nbs/07_kernels.ipynb #ebfc5351

@@ -6,7 +6,7 @@ Docs: https://tinygpt-course.github.io/tinygpt/training.html.md"""
 
 # %% ../nbs/08_training.ipynb #c160509b
 from __future__ import annotations
-import contextlib, errno, json, math, numbers, os, re, signal, sys, threading, time, warnings
+import contextlib, ctypes, errno, json, math, numbers, os, re, signal, sys, threading, time, warnings
 from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 import numpy as np
@@ -18,11 +18,11 @@ from .model import GPT, GPTConfig, shortlist_ids
 from .moe import PRESETS, config_from_dict, is_moe
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'lr_at', 'decay_groups', 'pick_device', 'bf16_supported', 'resolve_dtype', 'autocast', 'LMLoss',
-           'held_out_loss', 'TrainConfig', 'as_tokens', 'TrainResult', 'BasicTrainer', 'save_checkpoint',
-           'load_weights_only', 'read_checkpoint', 'CheckpointTrainer', 'RunFolderBusy', 'RunLock', 'repair_metrics',
-           'existing_run', 'RunTrainer', 'CallbackTrainer', 'LivePlot', 'setup_distributed', 'Trainer', 'model_config',
-           'train']
+__all__ = ['RUN_FILES', 'lr_at', 'decay_groups', 'pick_device', 'bf16_supported', 'resolve_dtype', 'autocast',
+           'keep_freed_memory', 'LMLoss', 'held_out_loss', 'TrainConfig', 'as_tokens', 'TrainResult', 'BasicTrainer',
+           'save_checkpoint', 'load_weights_only', 'read_checkpoint', 'CheckpointTrainer', 'RunFolderBusy', 'RunLock',
+           'repair_metrics', 'existing_run', 'RunTrainer', 'CallbackTrainer', 'LivePlot', 'setup_distributed',
+           'Trainer', 'model_config', 'train']
 
 # %% ../nbs/08_training.ipynb #69a79673
 from .data import get_batch, TokenFile, atomic_write
@@ -85,6 +85,18 @@ def autocast(device, dtype):
     device = torch.device(device)
     if dtype == torch.float32: return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+# %% ../nbs/08_training.ipynb #660d703c
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3                     # glibc's mallopt parameters (malloc.h)
+
+def keep_freed_memory(keep=True):
+    "glibc: serve big tensors from the heap and keep freed memory for reuse (`keep=False`: back to glibc's defaults). True if done."
+    try: libc = ctypes.CDLL(None); libc.gnu_get_libc_version        # only glibc has this
+    except (OSError, AttributeError, TypeError): return False          # macOS, Windows, musl: nothing to set
+    mmap_at, trim_at = ((1 << 30), (1 << 31) - 1) if keep else (128 * 1024, 128 * 1024)
+    done = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_at) and libc.mallopt(_M_TRIM_THRESHOLD, trim_at))
+    if not keep: libc.malloc_trim(0)                                  # give what is free back to the system now
+    return done
 
 # %% ../nbs/08_training.ipynb #7311e24d
 class LMLoss(nn.Module):
@@ -157,6 +169,7 @@ class TrainConfig:
     seed: int = 1337
     stop_at: int | None = None      # stop (with a checkpoint) after this step, as if interrupted
     progress: bool = True           # tqdm progress bar
+    keep_memory: bool = True        # CPU: keep freed memory for reuse while training (glibc; see above)
     def __post_init__(self):
         n = _check_number
         for k in ("max_steps", "batch_size", "grad_accum", "eval_batches"): n(k, getattr(self, k), integer=True, lo=1)
@@ -168,7 +181,7 @@ class TrainConfig:
         for k in ("weight_decay", "grad_clip"): n(k, getattr(self, k), lo=0)
         for k in ("beta1", "beta2"): n(k, getattr(self, k), lo=0, hi=1, hi_open=True)
         n("stop_at", self.stop_at, integer=True, lo=1, hi=self.max_steps, none=True)
-        for k in ("compile", "fused_ce", "progress"):
+        for k in ("compile", "fused_ce", "progress", "keep_memory"):
             if not isinstance(getattr(self, k), bool): raise ValueError(f"{k} must be True or False, got {getattr(self, k)!r}")
         if self.dtype not in ("auto", "bf16", "bfloat16", "fp32", "float32"): raise ValueError(f"dtype must be 'auto', 'bf16' or 'fp32', got {self.dtype!r}")
         if self.device is not None and not isinstance(self.device, str): raise ValueError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
@@ -294,11 +307,13 @@ def fit(self: BasicTrainer):
     return self._result()
 
 @patch
-def _start(self: BasicTrainer): pass
+def _start(self: BasicTrainer):
+    self._kept_memory = self.cfg.keep_memory and self.device.type == "cpu" and keep_freed_memory()
 @patch
 def _after_step(self: BasicTrainer, m): pass
 @patch
-def _end(self: BasicTrainer): pass
+def _end(self: BasicTrainer):
+    if getattr(self, "_kept_memory", False): keep_freed_memory(False); self._kept_memory = False
 @patch
 def _last_loss(self: BasicTrainer): return self.history[-1]["loss"] if self.history else None
 
