@@ -36,9 +36,9 @@ class BlockDropoutAttention(torch.autograd.Function):
             att[..., s:].masked_fill_(future[:e - s, :e - s], float("-inf"))  # only the last square needs the mask
             att = att.softmax(-1)
             keep = keep_mask(att.shape, p, q.device)
-            kept = att * keep                                               # the survivors, not yet scaled up
-            ys.append(kept @ v[:, :, :e])                                   # (B, nh, e-s, hd)
-            saved += [att, keep, kept]
+            dropped = att * keep                                            # D: zeros where dropped, not yet scaled up
+            ys.append(dropped @ v[:, :, :e])                                # (B, nh, e-s, hd)
+            saved += [att, keep, dropped]
         ctx.save_for_backward(q, k, v, *saved)
         ctx.p, ctx.block = p, block
         return torch.cat(ys, dim=2).mul_(1 / (1 - dropped_share(p)))      # (B, nh, T, hd), scaled once
@@ -51,9 +51,9 @@ class BlockDropoutAttention(torch.autograd.Function):
         dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
         for i, s in enumerate(range(0, T, ctx.block)):
             e = min(s + ctx.block, T)
-            att, keep, kept = saved[3 * i: 3 * i + 3]
+            att, keep, dropped = saved[3 * i: 3 * i + 3]
             dys = dy[:, :, s:e]                                               # (B, nh, e-s, hd)
-            dv[:, :, :e] += kept.transpose(-2, -1) @ dys
+            dv[:, :, :e] += dropped.transpose(-2, -1) @ dys
             d_att = (dys @ v[:, :, :e].transpose(-2, -1)).mul_(keep)          # through the dropout
             d_scores = torch.ops.aten._softmax_backward_data(d_att, att, -1, att.dtype)   # through the softmax
             dq[:, :, s:e] = d_scores @ k[:, :, :e]
